@@ -1,0 +1,160 @@
+"""Entering a pod: start a container or an exec'd command inside the pause's namespaces.
+
+Runs in a fresh child forked from the zygote (single-threaded), never in the daemon. The sequence follows crun's
+``join_process``: open a pidfd of the target, check it is the same process (start time), ``setns`` with the pidfd
+for all namespaces at once, then fork, because a PID namespace applies to children only. The forked process
+registers its in-namespace PID with pause (see pause.py), then this helper exits, so the process is re-parented to
+the pod's PID 1, which reaps it and records its exit status.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from typing import Any, NoReturn
+
+from minikubelet.nsexec import _sys
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+class StartError(Exception):
+    """The target could not be entered or the command could not be started; ``reason`` is the kubelet's."""
+
+    def __init__(self, message: str, reason: str = "StartError") -> None:
+        self.reason = reason
+        super().__init__(message)
+
+
+def open_target(pid: int, start: int) -> int:
+    """A pidfd for ``pid`` if it is still the process that started at ``start`` (never trust a PID alone)."""
+    try:
+        pidfd = os.pidfd_open(pid)
+        if _sys.start_time(pid) != start:
+            raise ProcessLookupError
+    except (ProcessLookupError, FileNotFoundError) as e:
+        raise StartError(f"the pod sandbox (pid {pid}) is gone", "SandboxGone") from e
+    return pidfd
+
+
+def resolve(executable: str, env: dict[str, str]) -> str:
+    if "/" in executable:
+        if not os.path.exists(executable):
+            raise StartError(f'exec: "{executable}": stat {executable}: no such file or directory')
+        return executable
+    for d in env.get("PATH", DEFAULT_PATH).split(":"):
+        candidate = os.path.join(d or ".", executable)
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    raise StartError(f'exec: "{executable}": executable file not found in $PATH')
+
+
+def _reset_signals() -> None:
+    for sig in range(1, signal.NSIG):
+        if sig in (signal.SIGKILL, signal.SIGSTOP):
+            continue
+        try:
+            signal.signal(sig, signal.SIG_DFL)
+        except (OSError, ValueError):
+            pass
+    signal.pthread_sigmask(signal.SIG_SETMASK, set())
+
+
+def _child(req: dict[str, Any], info_w: int, go_r: int, err_w: int) -> NoReturn:
+    """The forked process inside the pod's PID namespace: set up, register with pause, exec."""
+    try:
+        os.write(info_w, os.readlink("/proc/self").encode())  # the host's procfs: our host PID
+        os.close(info_w)
+        os.read(go_r, 1)
+        os.close(go_r)
+        _reset_signals()
+        env: dict[str, str] = dict(req.get("env") or {})
+        env.setdefault("PATH", DEFAULT_PATH)
+        argv: list[str] = list(req["argv"])
+        if not argv:
+            raise StartError("no command specified", "CreateContainerConfigError")
+        path = resolve(argv[0], env)
+        stdio = req.get("stdio_fds")
+        if req.get("tty"):
+            os.login_tty(int(req["tty_fd"]))
+        else:
+            os.setsid()
+        with open(f"{req['pod_dir']}/pids/{os.getpid()}", "w") as f:
+            f.write(req["record"])
+        if req.get("mount_proc"):
+            _sys.unshare(_sys.CLONE_NEWNS)
+            _sys.mount(None, "/", None, _sys.MS_REC | _sys.MS_PRIVATE)
+            _sys.mount("proc", "/proc", "proc", _sys.MS_NOSUID | _sys.MS_NODEV | _sys.MS_NOEXEC)
+        if stdio:
+            for target, fd in enumerate(stdio):
+                os.dup2(int(fd), target)
+        elif not req.get("tty"):
+            null = os.open("/dev/null", os.O_RDONLY)
+            os.dup2(null, 0)
+            log = os.open(req["log_path"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+            os.dup2(log, 1)
+            os.dup2(log, 2)
+        cwd = req.get("cwd") or "/"
+        try:
+            os.chdir(cwd)
+        except OSError as e:
+            raise StartError(f'chdir to cwd ("{cwd}") set in config.json failed: {e.strerror.lower()}') from e
+        gid, uid = req.get("gid"), req.get("uid")
+        if uid is not None or gid is not None:
+            os.setgroups([])
+            os.setgid(int(gid) if gid is not None else 0)  # no image /etc/passwd yet: the group defaults to 0
+            if uid is not None:
+                os.setuid(int(uid))
+        os.execve(path, argv, env)
+    except StartError as e:
+        os.write(err_w, f"{e.reason}\0{e}".encode())
+    except OSError as e:
+        os.write(err_w, f"StartError\0{e.strerror or e}".encode())
+    except BaseException as e:  # never return into the zygote's code in a forked child
+        os.write(err_w, f"StartError\0{e!r}".encode())
+    os._exit(127)
+
+
+def enter_and_fork(req: dict[str, Any], pidfd: int, nstypes: int) -> dict[str, Any]:
+    """setns into ``pidfd``'s namespaces, start the process described by ``req`` and wait until it has exec'd.
+
+    A double fork: the intermediate child lives in the pod's PID namespace, so when it exits the kernel re-parents
+    the final process to that namespace's init (pause), not to a subreaper of ours (the reaper is chosen by the
+    *exiting parent's* namespace). The final process reports its host PID (``/proc/self`` of the host's procfs)
+    and waits for a go-ahead, so its start time is read while it certainly runs.
+    Returns ``{"pid": host pid, "start": start time}`` or raises StartError with the message of the failed step.
+    """
+    _sys.setns(pidfd, nstypes)
+    os.close(pidfd)
+    info_r, info_w = os.pipe2(os.O_CLOEXEC)
+    go_r, go_w = os.pipe2(os.O_CLOEXEC)
+    err_r, err_w = os.pipe2(os.O_CLOEXEC)
+    middle = os.fork()
+    if middle == 0:
+        try:
+            if os.fork() == 0:
+                os.close(info_r)
+                os.close(go_w)
+                os.close(err_r)
+                _child(req, info_w, go_r, err_w)
+        finally:
+            os._exit(0)
+    for fd in (info_w, go_r, err_w):
+        os.close(fd)
+    os.waitpid(middle, 0)
+    raw = os.read(info_r, 64)
+    os.close(info_r)
+    if not raw:
+        raise StartError("the container process died before it could start")
+    pid = int(raw)
+    start = _sys.start_time(pid)  # it waits on go_r, so it cannot have exited yet
+    os.write(go_w, b"1")
+    os.close(go_w)
+    chunks = []
+    while chunk := os.read(err_r, 65536):
+        chunks.append(chunk)
+    os.close(err_r)
+    if chunks:
+        reason, _, message = b"".join(chunks).decode(errors="replace").partition("\0")
+        raise StartError(message, reason)
+    return {"pid": pid, "start": start}

@@ -1,0 +1,120 @@
+"""The daemon's side of the nsexec zygote: start it, send requests, await replies (never blocks the loop)."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import logging
+import os
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+from minikubelet.errors import ContainerStartError
+
+log = logging.getLogger(__name__)
+
+PACKAGE_PARENT = str(Path(__file__).resolve().parents[2])
+BOOTSTRAP = (
+    "import sys; sys.path.insert(0, sys.argv[1]); from minikubelet.nsexec.zygote import main; main(sys.argv[2:])"
+)
+
+
+class Zygote:
+    """One zygote process per daemon. ``request()`` is safe to call concurrently; the zygote forks per request."""
+
+    def __init__(self) -> None:
+        self._proc: asyncio.subprocess.Process | None = None
+        self._sock: socket.socket | None = None
+        self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self._ids = itertools.count(1)
+        self._lock = asyncio.Lock()
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    async def start(self) -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
+        try:
+            self._proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-I", "-S", "-c", BOOTSTRAP, PACKAGE_PARENT, str(theirs.fileno()), str(os.getpid()),
+                pass_fds=(theirs.fileno(),), stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
+            )
+        finally:
+            theirs.close()
+        ours.setblocking(False)
+        self._sock = ours
+        asyncio.get_running_loop().add_reader(ours, self._on_readable)
+        await self.request("ping", timeout=10)
+        log.info("Zygote started pid=%d", self._proc.pid)
+
+    def _on_readable(self) -> None:
+        assert self._sock is not None
+        while True:
+            try:
+                data = self._sock.recv(1 << 20)
+            except BlockingIOError:
+                return
+            except OSError:
+                data = b""
+            if not data:
+                self._lost()
+                return
+            try:
+                reply = json.loads(data)
+                fut = self._pending.pop(int(reply["id"]))
+            except (ValueError, KeyError, TypeError):
+                log.warning("Zygote sent a reply nobody waits for reply=%r", data[:200])
+                continue
+            if not fut.done():
+                fut.set_result(reply)
+
+    def _lost(self) -> None:
+        log.error("Zygote connection lost pid=%s", self.pid)
+        if self._sock is not None:
+            asyncio.get_running_loop().remove_reader(self._sock)
+            self._sock.close()
+            self._sock = None
+        for fut in self._pending.values():
+            if not fut.done():
+                fut.set_exception(ContainerStartError("the nsexec helper died", "InternalError"))
+        self._pending.clear()
+
+    async def request(self, op: str, *, timeout: float = 30, fds: tuple[int, ...] = (), **args: Any) -> dict[str, Any]:
+        """Send one request; return the reply's fields or raise ContainerStartError(message, reason)."""
+        async with self._lock:
+            if self._sock is None or self._proc is None or self._proc.returncode is not None:
+                if self._proc is not None:
+                    log.warning("Restarting the zygote after it went away pid=%s", self._proc.pid)
+                await self.start()
+        assert self._sock is not None
+        rid = next(self._ids)
+        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._pending[rid] = fut
+        data = json.dumps(dict(args, op=op, id=rid)).encode()
+        try:
+            socket.send_fds(self._sock, [data], list(fds)) if fds else self._sock.send(data)
+            async with asyncio.timeout(timeout):
+                reply = await fut
+        finally:
+            self._pending.pop(rid, None)
+        if not reply.get("ok"):
+            raise ContainerStartError(str(reply.get("error")), str(reply.get("reason") or "StartError"))
+        return reply
+
+    async def stop(self) -> None:
+        if self._sock is not None:
+            asyncio.get_running_loop().remove_reader(self._sock)
+            self._sock.close()
+            self._sock = None
+        if self._proc is not None and self._proc.returncode is None:
+            try:
+                async with asyncio.timeout(5):
+                    await self._proc.wait()
+            except TimeoutError:
+                self._proc.kill()
+                await self._proc.wait()
