@@ -1,0 +1,55 @@
+"""The daemon's HTTP API on --listen (aiohttp): /healthz and the kubelet's read-only /pods.
+
+The kubectl-compatible API server (discovery, tables, watch, create/label/delete, logs, exec) grows here.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+
+from minikubelet.podworker import PodWorker
+
+log = logging.getLogger(__name__)
+
+
+class ApiServer:
+    def __init__(
+        self, host: str, port: int, pods: Callable[[], list[PodWorker]], version: Callable[[], int]
+    ) -> None:
+        self.host = host
+        self.port = port
+        self._pods = pods
+        self._version = version
+        self._runner: web.AppRunner | None = None
+        self.app = web.Application()
+        self.app.add_routes([
+            web.get("/healthz", self.healthz),
+            web.get("/healthz/ping", self.healthz),
+            web.get("/pods", self.list_pods),
+            web.get("/pods/", self.list_pods),
+        ])
+
+    async def start(self) -> None:
+        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
+        await site.start()
+        log.info("API listening address=%s:%d", self.host, self.port)
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    def pod_list(self) -> dict[str, Any]:
+        return {"kind": "PodList", "apiVersion": "v1", "metadata": {"resourceVersion": str(self._version())},
+                "items": [w.to_api() for w in self._pods()]}
+
+    async def list_pods(self, request: web.Request) -> web.Response:
+        return web.json_response(self.pod_list())

@@ -1,0 +1,86 @@
+"""``minikubelet run|reset``: map command-line flags to Settings and start the Daemon (uvicorn's main.py role)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ipaddress
+import logging
+import os
+import sys
+from pathlib import Path
+
+from minikubelet import __version__
+from minikubelet.errors import MinikubeletError
+from minikubelet.settings import Settings, parse_listen
+
+log = logging.getLogger("minikubelet")
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    d = Settings()
+    p.add_argument("--manifests", type=Path, default=d.manifests, metavar="DIR",
+                   help="directory of Pod YAML/JSON files (default: %(default)s)")
+    p.add_argument("--data-dir", type=Path, default=d.data_dir, metavar="DIR", help="default: %(default)s")
+    p.add_argument("--run-dir", type=Path, default=d.run_dir, metavar="DIR", help="default: %(default)s")
+    p.add_argument("--log-dir", type=Path, default=d.log_dir, metavar="DIR", help="pod logs (default: %(default)s)")
+    p.add_argument("--node-name", default="", metavar="NAME", help="default: the hostname")
+    p.add_argument("--bridge", default=d.bridge, metavar="NAME", help="pod bridge (default: %(default)s)")
+    p.add_argument("--pod-cidr", default=str(d.pod_cidr), metavar="CIDR", help="default: %(default)s")
+    p.add_argument("--listen", default="127.0.0.1:10250", metavar="HOST:PORT", help="API (default: %(default)s)")
+    p.add_argument("--rescan-interval", type=float, default=d.rescan_interval, metavar="SECONDS",
+                   help="full manifest rescan period (default: %(default)s)")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="minikubelet", description="Run Kubernetes pods as real Linux processes.")
+    p.add_argument("--version", action="version", version=f"minikubelet {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+    _common(sub.add_parser("run", help="run the daemon"))
+    _common(sub.add_parser("reset", help="stop every pod of this daemon and remove all it created"))
+    return p
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    try:
+        host, port = parse_listen(args.listen)
+        cidr = ipaddress.IPv4Network(args.pod_cidr, strict=True)
+    except ValueError as e:
+        raise SystemExit(f"minikubelet: {e}") from None
+    if not 1 <= len(args.bridge) <= 15:
+        raise SystemExit(f"minikubelet: --bridge {args.bridge!r}: a Linux interface name has 1 to 15 characters")
+    return Settings(
+        manifests=args.manifests.absolute(), data_dir=args.data_dir.absolute(), run_dir=args.run_dir.absolute(),
+        log_dir=args.log_dir.absolute(), node_name=args.node_name, bridge=args.bridge, pod_cidr=cidr,
+        listen_host=host, listen_port=port, rescan_interval=args.rescan_interval,
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    if os.geteuid() != 0:
+        raise SystemExit("minikubelet: needs root (it creates namespaces, veths and a bridge): run it with sudo")
+    settings = settings_from(args)
+    from minikubelet.daemon import Daemon
+
+    daemon = Daemon(settings)
+    try:
+        if args.command == "run":
+            asyncio.run(daemon.run())
+        elif args.command == "reset":
+            asyncio.run(daemon.reset())
+    except MinikubeletError as e:
+        log.error("%s", e)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,192 @@
+"""Daemon: builds the components, starts them in order, handles signals, shuts down (pods outlive it)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import itertools
+import logging
+import os
+import shutil
+import signal
+from pathlib import Path
+from typing import IO
+
+import psutil
+
+from minikubelet.api.app import ApiServer
+from minikubelet.errors import MinikubeletError
+from minikubelet.events import EventRecorder
+from minikubelet.network.bridge import BridgeNetwork
+from minikubelet.network.ipam import Ipam
+from minikubelet.podmanager import PodManager
+from minikubelet.podworker import PodWorker, WorkerContext
+from minikubelet.runtime.linux import LinuxRuntime
+from minikubelet.runtime.zygote import Zygote
+from minikubelet.settings import Settings
+from minikubelet.sources import FileSource, PodUpdate
+
+log = logging.getLogger(__name__)
+
+
+def install_child_watcher() -> None:
+    """3.11: reap our own children through pidfds in the loop (no thread per child, no SIGCHLD handler)."""
+    if hasattr(asyncio, "PidfdChildWatcher"):
+        with contextlib.suppress(AttributeError):
+            watcher = asyncio.PidfdChildWatcher()
+            watcher.attach_loop(asyncio.get_running_loop())
+            asyncio.set_child_watcher(watcher)  # type: ignore[attr-defined,unused-ignore]
+
+
+def host_ip(bridge: str) -> str:
+    """The node's first non-loopback IPv4 address outside minikubelet's bridges and veths."""
+    for name, addrs in psutil.net_if_addrs().items():
+        if name == "lo" or name == bridge or name.startswith(("v", "mk")):
+            continue
+        for a in addrs:
+            if a.family.name == "AF_INET" and not a.address.startswith("127."):
+                return a.address
+    return "127.0.0.1"
+
+
+class DaemonLock:
+    """One daemon per run directory: an flock on <run-dir>/daemon.lock that holds the daemon's pid."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = run_dir / "daemon.lock"
+        self._file: IO[str] | None = None
+
+    def acquire(self) -> bool:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        f = open(self.path, "a+")  # noqa: SIM115 - held for the daemon's lifetime
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.close()
+            return False
+        f.seek(0)
+        f.truncate()
+        f.write(f"{os.getpid()}\n")
+        f.flush()
+        self._file = f
+        return True
+
+    def holder(self) -> int | None:
+        try:
+            return int(self.path.read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def release(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+class Daemon:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._versions = itertools.count(1)
+        self.version = 0
+        self.stop_event = asyncio.Event()
+        self.lock = DaemonLock(settings.run_dir)
+
+    def next_version(self) -> int:
+        self.version = next(self._versions)
+        return self.version
+
+    async def build(self) -> None:
+        s = self.settings
+        if not self.lock.acquire():
+            raise MinikubeletError(
+                f"another minikubelet (pid {self.lock.holder()}) already runs with --run-dir {s.run_dir}; "
+                "stop it first or give this one its own --run-dir, --data-dir and --bridge"
+            )
+        for d, mode in ((s.run_dir, 0o700), (s.data_dir, 0o700), (s.log_dir, 0o755)):
+            d.mkdir(parents=True, exist_ok=True)
+            os.chmod(d, mode)
+        self.ipam = Ipam(s.pod_cidr, s.data_dir / "ipam.json")
+        self.network = BridgeNetwork(s.bridge, s.pod_cidr)
+        await self.network.open()
+        self.zygote = Zygote()
+        self.runtime = LinuxRuntime(s.run_dir, s.log_dir, self.zygote, self.network, self.ipam)
+        self.events = EventRecorder(self.next_version)
+        self.ctx = WorkerContext(self.runtime, self.events, s.node, host_ip(s.bridge), self.next_version,
+                                 changed=self._changed)
+        self.updates: asyncio.Queue[PodUpdate] = asyncio.Queue()
+        self.source = FileSource(s.manifests, s.node, self.updates, rescan_interval=s.rescan_interval)
+        self.manager = PodManager(self.ctx, self.updates)
+        self.api = ApiServer(s.listen_host, s.listen_port, self.manager.pods, lambda: self.version)
+
+    def _changed(self, worker: PodWorker | None) -> None:
+        if worker is None:
+            self.next_version()
+
+    async def run(self) -> None:
+        install_child_watcher()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stop_event.set)
+        await self.build()
+        s = self.settings
+        try:
+            await self.network.ensure_bridge()
+            await self.zygote.start()
+            self.manager.load_records()
+            await self.source.start()
+            self.manager.drain()
+            await self.manager.reconcile_leftovers()
+            manager_task = asyncio.create_task(self.manager.run(), name="pod manager")
+            await self.api.start()
+            log.info("minikubelet is running node=%s manifests=%s bridge=%s podCIDR=%s", s.node, s.manifests,
+                     s.bridge, s.pod_cidr)
+            await self.stop_event.wait()
+            log.info("Shutting down; pods keep running and will be re-adopted on the next start")
+            manager_task.cancel()
+            await asyncio.gather(manager_task, return_exceptions=True)
+        finally:
+            await self.shutdown(stop_pods=False)
+
+    async def shutdown(self, *, stop_pods: bool) -> None:
+        with contextlib.suppress(Exception):
+            await self.api.stop()
+        with contextlib.suppress(Exception):
+            await self.source.stop()
+        await self.manager.shutdown(stop_pods=stop_pods)
+        await self.zygote.stop()
+        await self.network.close()
+        self.lock.release()
+
+    async def reset(self) -> None:
+        """Stop every pod of this daemon and remove what it created: processes, veths, bridge, leases, run state."""
+        install_child_watcher()
+        holder = DaemonLock(self.settings.run_dir)
+        pid = holder.holder() if holder.path.exists() else None
+        if pid and not self.lock.acquire():
+            log.info("Stopping the running daemon first pid=%d", pid)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+            for _ in range(300):
+                if self.lock.acquire():
+                    break
+                await asyncio.sleep(0.1)
+            else:
+                raise MinikubeletError(f"the daemon (pid {pid}) did not stop within 30 s; stop it, then run reset")
+            self.lock.release()
+        await self.build()
+        s = self.settings
+        self.manager.load_records()
+        count = len(self.manager._records)
+        log.info("Stopping pods count=%d", count)
+        await self.manager.reconcile_leftovers()
+        await self.manager.shutdown(stop_pods=True)
+        await self.network.remove_bridge()
+        await self.network.close()
+        for uid in list(self.ipam.leases()):
+            self.ipam.release(uid)
+        with contextlib.suppress(FileNotFoundError):
+            (s.data_dir / "ipam.json").unlink()
+        self.lock.release()
+        shutil.rmtree(s.run_dir, ignore_errors=True)
+        log.info("Reset done: pods stopped, bridge %s and run state %s removed", s.bridge, s.run_dir)

@@ -1,0 +1,553 @@
+"""PodWorker: one asyncio task per pod UID that drives the pod from desired spec to running processes.
+
+Lifecycle: syncing (create sandbox, run init containers in order, start and restart app containers with
+CrashLoopBackOff) → terminating (SIGTERM, grace, SIGKILL, then pause and network) → gone. Every failure becomes
+status and an event, plus a retry; the loop itself never dies (house-style rule 3). Wake-ups come from process
+exits (pidfd), metadata updates, termination requests and back-off timers; nothing here blocks the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import shutil
+import signal
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from minikubelet.backoff import Backoff, go_duration
+from minikubelet.containerenv import build_argv, build_env
+from minikubelet.errors import ContainerStartError, MinikubeletError
+from minikubelet.events import EventRecorder
+from minikubelet.podspec import Container, Pod
+from minikubelet.runtime.linux import LinuxRuntime, Sandbox
+from minikubelet.runtime.proc import ProcessHandle, is_alive
+from minikubelet.status import (
+    ContainerRecord,
+    PodConditions,
+    PodPhase,
+    State,
+    Termination,
+    compute_phase,
+    conditions,
+    container_id,
+    rfc3339,
+    should_restart,
+)
+
+log = logging.getLogger(__name__)
+
+MIN_GRACE_SECONDS = 2  # the kubelet's minimumGracePeriodInSeconds between the stop signal and SIGKILL
+SANDBOX_KEY = "\0sandbox"
+
+
+@dataclass(slots=True)
+class WorkerContext:
+    """What every worker shares: the runtime, the event store, node facts, and the global resource version."""
+
+    runtime: LinuxRuntime
+    events: EventRecorder
+    node_name: str
+    host_ip: str
+    next_version: Callable[[], int]
+    changed: Callable[[PodWorker | None], None] = lambda _w: None
+    admit: Callable[[Pod], tuple[bool, str, str]] = lambda _p: (True, "", "")
+
+
+@dataclass(slots=True)
+class Terminating:
+    grace: int
+    since: float
+    reason: str = ""
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class PodWorker:
+    def __init__(self, pod: Pod, ctx: WorkerContext, record: dict[str, Any] | None = None) -> None:
+        self.pod = pod
+        self.ctx = ctx
+        self.runtime = ctx.runtime
+        self.sandbox: Sandbox | None = None
+        self.records: dict[str, ContainerRecord] = {
+            c.name: ContainerRecord(c.name, c.image, init=True, reason="PodInitializing" if False else "")
+            for c in pod.spec.init_containers
+        }
+        for c in pod.spec.init_containers:
+            self.records[c.name].reason = ""
+        init_reason = "PodInitializing" if pod.spec.init_containers else "ContainerCreating"
+        for c in pod.spec.containers:
+            self.records[c.name] = ContainerRecord(c.name, c.image, reason=init_reason)
+        if pod.spec.init_containers:
+            self.records[pod.spec.init_containers[0].name].reason = "PodInitializing"
+        self.handles: dict[str, ProcessHandle] = {}
+        self.pause: ProcessHandle | None = None
+        self.backoff = Backoff()
+        self.created_at = time.time()
+        self.start_time: float | None = None
+        self.terminal = False
+        self.admitted = False
+        self.terminating: Terminating | None = None
+        self.version = ctx.next_version()
+        self.conditions = PodConditions()
+        self._record = record
+        self._sandbox_dead = False
+        self._wake = asyncio.Event()
+        self._wake_at: float | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.task: asyncio.Task[None] | None = None
+        self.finished = asyncio.Event()
+
+    # ----- interface used by the manager -------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.task = asyncio.create_task(self._run(), name=f"pod {self.pod.key}")
+
+    def update_metadata(self, pod: Pod) -> None:
+        """A label/annotation-only edit: same UID, no restart."""
+        self.pod = pod
+        self._changed()
+        self.wake()
+
+    def terminate(self, grace: int | None = None, reason: str = "") -> asyncio.Event:
+        """Begin graceful termination (idempotent); the returned event is set once the pod is gone."""
+        if self.terminating is None:
+            g = self.pod.spec.termination_grace_period_seconds if grace is None else grace
+            self.terminating = Terminating(g, time.time(), reason)
+            self._changed()
+        elif grace is not None and grace < self.terminating.grace:
+            self.terminating.grace = grace
+        self.wake()
+        return self.terminating.done
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    # ----- the loop ------------------------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        try:
+            if self._record is not None:
+                self._adopt(self._record)
+                self._record = None
+            while self.terminating is None:
+                self._wake.clear()
+                try:
+                    await self._sync()
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("Pod sync failed; retrying in 1 s pod=%s uid=%s", self.pod.key, self.pod.uid)
+                    self._wake_in(1.0)
+                if self.terminating is not None:
+                    break
+                await self._sleep()
+            await self._terminate()
+        finally:
+            if self.terminating is not None:
+                self.terminating.done.set()
+            self.finished.set()
+
+    async def _sleep(self) -> None:
+        timeout = None if self._wake_at is None else max(0.0, self._wake_at - time.monotonic())
+        self._wake_at = None
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await self._wake.wait()
+
+    def _wake_in(self, seconds: float) -> None:
+        at = time.monotonic() + seconds
+        if self._wake_at is None or at < self._wake_at:
+            self._wake_at = at
+
+    def _changed(self) -> None:
+        self.version = self.ctx.next_version()
+        self.ctx.changed(self)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _event(self, type_: str, reason: str, message: str, container: str = "") -> None:
+        path = ""
+        if container:
+            kind = "initContainers" if self.records.get(container) and self.records[container].init else "containers"
+            path = f"spec.{kind}{{{container}}}"
+        self.ctx.events.record(self.pod.namespace, self.pod.name, self.pod.uid, type_, reason, message, path)
+
+    # ----- sync ----------------------------------------------------------------------------------------------
+
+    async def _sync(self) -> None:
+        if self.terminal:
+            return
+        if not self.admitted:
+            ok, _, message = self.ctx.admit(self.pod)
+            if not ok:
+                log.info("Pod waits for a matching node pod=%s message=%r", self.pod.key, message)
+                return
+            self.admitted = True
+            self._changed()
+        if self.start_time is None:
+            self.start_time = time.time()
+        if self._sandbox_dead:
+            await self._sandbox_changed()
+        if self.sandbox is None and not await self._create_sandbox():
+            return
+        if not await self._sync_init_containers():
+            return
+        for c in self.pod.spec.containers:
+            await self._sync_container(c)
+        self._finish_if_done()
+
+    async def _create_sandbox(self) -> bool:
+        remaining = self.backoff.remaining(SANDBOX_KEY, self._last_sandbox_failure, time.time())
+        if remaining > 0:
+            self._wake_in(remaining)
+            return False
+        try:
+            sandbox = await self.runtime.create_sandbox(self.pod)
+        except MinikubeletError as e:
+            self._last_sandbox_failure = time.time()
+            delay = self.backoff.next(SANDBOX_KEY, self._last_sandbox_failure)
+            self._event("Warning", "FailedCreatePodSandBox", f"Failed to create pod sandbox: {e}")
+            self._wake_in(delay)
+            return False
+        self.backoff.forget(SANDBOX_KEY)
+        self.sandbox = sandbox
+        self._watch_pause()
+        log.info(
+            "Pod sandbox started pod=%s uid=%s pause=%d ip=%s", self.pod.key, self.pod.uid, sandbox.pid, sandbox.ip
+        )
+        self._persist()
+        self._changed()
+        return True
+
+    _last_sandbox_failure = 0.0
+
+    def _watch_pause(self) -> None:
+        assert self.sandbox is not None
+        self.pause = ProcessHandle(self.sandbox.pid, self.sandbox.start)
+        pause = self.pause
+        pause.add_exit_callback(lambda: self._on_pause_exit(pause))
+
+    def _on_pause_exit(self, pause: ProcessHandle) -> None:
+        if pause is self.pause and self.terminating is None:
+            self._sandbox_dead = True
+            self.wake()
+
+    async def _sandbox_changed(self) -> None:
+        """pause died: the kernel killed the pod's processes. Clean up and start over in a new sandbox."""
+        self._sandbox_dead = False
+        log.warning("Pod sandbox died; recreating it pod=%s uid=%s", self.pod.key, self.pod.uid)
+        self._event("Normal", "SandboxChanged", "Pod sandbox changed, it will be killed and re-created.")
+        for name in list(self.handles):
+            await self.handles[name].wait(5)
+        await asyncio.sleep(0)
+        await self.runtime.kill_sandbox(self.pod.uid, self.sandbox, remove_state=False)
+        self.sandbox = None
+        self.pause = None
+        self._persist()
+        self._changed()
+
+    async def _sync_init_containers(self) -> bool:
+        """Run init containers one at a time, in order; True once all have succeeded."""
+        for c in self.pod.spec.init_containers:
+            rec = self.records[c.name]
+            if rec.succeeded():
+                continue
+            if rec.state is State.RUNNING:
+                return False
+            if rec.instances and not self._restart_allowed(c, rec):
+                return False
+            await self._start(c, rec)
+            return False
+        return True
+
+    async def _sync_container(self, c: Container) -> None:
+        rec = self.records[c.name]
+        if rec.state is State.RUNNING:
+            return
+        if rec.instances == 0:
+            if rec.reason != "CreateContainerConfigError":
+                await self._start(c, rec)
+            return
+        if self._restart_allowed(c, rec):
+            await self._start(c, rec)
+
+    def _restart_allowed(self, c: Container, rec: ContainerRecord) -> bool:
+        """Restart policy plus CrashLoopBackOff; moves the record to waiting/CrashLoopBackOff while backing off."""
+        term = rec.terminated or rec.last_terminated
+        policy = self.pod.spec.restart_policy
+        if c in self.pod.spec.init_containers and policy.value == "Always":
+            policy = type(policy)("OnFailure")  # init containers are restarted only when they fail
+        if not should_restart(policy, term):
+            return False
+        finished = term.finished_at if term else time.time()
+        remaining = self.backoff.remaining(c.name, finished, time.time())
+        if remaining <= 0:
+            self.backoff.next(c.name, finished)
+            return True
+        if not (rec.state is State.WAITING and rec.reason == "CrashLoopBackOff"):
+            if rec.state is State.TERMINATED:
+                rec.last_terminated = rec.terminated
+                rec.terminated = None
+            rec.state = State.WAITING
+            rec.reason = "CrashLoopBackOff"
+            delay = go_duration(self.backoff.delay(c.name))
+            rec.message = f"back-off {delay} restarting failed container={c.name} pod={self.pod.full_name}"
+            self._event(
+                "Warning",
+                "BackOff",
+                f"Back-off restarting failed container {c.name} in pod {self.pod.full_name}",
+                c.name,
+            )
+            self._persist()
+            self._changed()
+        self._wake_in(remaining)
+        return False
+
+    async def _start(self, c: Container, rec: ContainerRecord) -> None:
+        assert self.sandbox is not None
+        if not c.command:
+            rec.state, rec.reason = State.WAITING, "CreateContainerConfigError"
+            rec.message = (
+                f'container "{c.name}" has no command: minikubelet does not run images yet, so set '
+                f"spec.containers[].command to a program on the node (the image {c.image!r} is recorded)"
+            )
+            self._event("Warning", "Failed", f"Error: {rec.message}", c.name)
+            self._changed()
+            return
+        instance = rec.instances
+        env = build_env(self.pod, c, self.sandbox.ip, self.ctx.node_name, self.ctx.host_ip)
+        argv = build_argv(c, env)
+        record = f"{c.name}.{instance}"
+        log_path = self.runtime.container_log(self.pod, c.name, instance)
+        if rec.state is State.TERMINATED:
+            rec.last_terminated = rec.terminated
+        rec.terminated = None
+        rec.instances = instance + 1
+        rec.restart_count = instance
+        rec.container_id = container_id(self.pod.uid, c.name, instance)
+        now = time.time()
+        try:
+            pid, start = await self.runtime.start_process(
+                self.pod, self.sandbox, record, argv, env, c.working_dir, c.run_as_user, c.run_as_group, log_path
+            )
+        except ContainerStartError as e:
+            rec.state = State.TERMINATED
+            rec.terminated = Termination(
+                128, "StartError", time.time(), now, message=str(e), container_id=rec.container_id
+            )
+            rec.pid = rec.start = None
+            self._event("Warning", "Failed", f"Error: {e}", c.name)
+            log.warning("Container failed to start pod=%s container=%s error=%s", self.pod.key, c.name, e)
+            self._persist()
+            self._changed()
+            self.wake()
+            return
+        rec.state, rec.reason, rec.message = State.RUNNING, "", ""
+        rec.pid, rec.start, rec.started_at = pid, start, now
+        rec.started = c.startup_probe is None
+        rec.ready = rec.started and c.readiness_probe is None and not rec.init
+        self._event("Normal", "Created", f"Created container: {c.name}", c.name)
+        self._event("Normal", "Started", f"Started container {c.name}", c.name)
+        log.info(
+            "Container started pod=%s container=%s pid=%d restartCount=%d", self.pod.key, c.name, pid, rec.restart_count
+        )
+        self._watch(c.name, record, pid, start)
+        self._persist()
+        self._changed()
+
+    def _watch(self, name: str, record: str, pid: int, start: int) -> None:
+        handle = ProcessHandle(pid, start)
+        self.handles[name] = handle
+        handle.add_exit_callback(lambda: self._spawn(self._on_exit(name, record, handle)))
+
+    async def _on_exit(self, name: str, record: str, handle: ProcessHandle) -> None:
+        status = await self.runtime.wait_exit_record(self.pod.uid, record, self.sandbox)
+        rec = self.records[name]
+        if self.handles.get(name) is handle:
+            del self.handles[name]
+        if rec.pid != handle.pid or rec.start != handle.start:
+            return
+        if status is None:
+            term = Termination(
+                137,
+                "ContainerStatusUnknown",
+                time.time(),
+                rec.started_at,
+                message="The container could not be located when the pod was terminated",
+                container_id=rec.container_id,
+            )
+        else:
+            term = Termination(
+                status.exit_code,
+                "Completed" if status.exit_code == 0 else "Error",
+                status.finished_at,
+                rec.started_at,
+                status.signal,
+                container_id=rec.container_id,
+            )
+        rec.state, rec.terminated, rec.pid, rec.start = State.TERMINATED, term, None, None
+        rec.ready = False
+        rec.started = False
+        log.info(
+            "Container exited pod=%s container=%s exitCode=%d reason=%s",
+            self.pod.key,
+            name,
+            term.exit_code,
+            term.reason,
+        )
+        self._persist()
+        self._changed()
+        self.wake()
+
+    def _finish_if_done(self) -> None:
+        """When nothing runs and nothing will restart, the pod is complete: its sandbox goes (as the kubelet)."""
+        if self.handles or any(r.state is State.RUNNING for r in self.records.values()):
+            return
+        if compute_phase(self.pod, self.records) in (PodPhase.SUCCEEDED, PodPhase.FAILED):
+            self.terminal = True
+            self._spawn(self._release_sandbox())
+
+    async def _release_sandbox(self) -> None:
+        sandbox, self.sandbox, self.pause = self.sandbox, None, None
+        await self.runtime.kill_sandbox(self.pod.uid, sandbox, remove_state=False)
+        self._persist()
+        self._changed()
+
+    # ----- termination ---------------------------------------------------------------------------------------
+
+    async def _terminate(self) -> None:
+        assert self.terminating is not None
+        grace = max(self.terminating.grace, MIN_GRACE_SECONDS) if self.terminating.grace else MIN_GRACE_SECONDS
+        running = {n: h for n, h in self.handles.items() if not h.exited}
+        for name, handle in running.items():
+            self._event("Normal", "Killing", self.terminating.reason or f"Stopping container {name}", name)
+            handle.send(signal.SIGTERM)
+        if running:
+            await asyncio.gather(*(h.wait(grace) for h in running.values()))
+            for name, handle in running.items():
+                if not handle.exited:
+                    log.warning(
+                        "Container ignored SIGTERM for the grace period; killing it pod=%s container=%s grace=%ds",
+                        self.pod.key,
+                        name,
+                        grace,
+                    )
+                    handle.send(signal.SIGKILL)
+            await asyncio.gather(*(h.wait(10) for h in running.values()))
+        await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        self.pause = None
+        await self.runtime.kill_sandbox(self.pod.uid, self.sandbox)
+        self.sandbox = None
+        shutil.rmtree(self.runtime.pod_log_dir(self.pod), ignore_errors=True)
+        log.info("Pod terminated pod=%s uid=%s", self.pod.key, self.pod.uid)
+        self._changed()
+
+    # ----- persistence and re-adoption -------------------------------------------------------------------
+
+    def _persist(self) -> None:
+        """Write what a restarted daemon needs to re-adopt this pod (atomic replace)."""
+        pod_dir = self.runtime.pod_dir(self.pod.uid)
+        if not pod_dir.is_dir():
+            return
+        data = {
+            "uid": self.pod.uid,
+            "namespace": self.pod.namespace,
+            "name": self.pod.name,
+            "source": self.pod.source,
+            "grace": self.pod.spec.termination_grace_period_seconds,
+            "created_at": self.created_at,
+            "start_time": self.start_time,
+            "terminal": self.terminal,
+            "sandbox": asdict(self.sandbox) if self.sandbox else None,
+            "containers": {n: r.to_dict() for n, r in self.records.items()},
+            "backoff": self.backoff.to_dict(),
+            "manifest": self.pod.manifest,
+        }
+        tmp = pod_dir / "record.json.tmp"
+        try:
+            tmp.write_text(json.dumps(data))
+            os.replace(tmp, pod_dir / "record.json")
+        except OSError as e:
+            log.warning("Could not save the pod record pod=%s error=%s", self.pod.key, e)
+
+    def _adopt(self, data: dict[str, Any]) -> None:
+        """Take over a pod a previous daemon started: same processes, no restart; learn what ended meanwhile."""
+        self.created_at = float(data.get("created_at") or self.created_at)
+        self.start_time = data.get("start_time")
+        self.terminal = bool(data.get("terminal"))
+        self.admitted = True
+        self.backoff.load(data.get("backoff") or {})
+        for name, raw in (data.get("containers") or {}).items():
+            if name in self.records:
+                self.records[name] = ContainerRecord.from_dict(raw)
+        sb = data.get("sandbox")
+        if sb:
+            self.sandbox = Sandbox(**sb)
+            if is_alive(self.sandbox.pid, self.sandbox.start):
+                self._watch_pause()
+            else:
+                self._sandbox_dead = True
+        for name, rec in self.records.items():
+            if rec.state is State.RUNNING and rec.pid is not None and rec.start is not None:
+                self._watch(name, f"{name}.{rec.instances - 1}", rec.pid, rec.start)
+        log.info(
+            "Pod re-adopted pod=%s uid=%s sandbox=%s", self.pod.key, self.pod.uid, "alive" if self.pause else "gone"
+        )
+
+    # ----- status for the API --------------------------------------------------------------------------------
+
+    def phase(self) -> PodPhase:
+        return compute_phase(self.pod, self.records)
+
+    def to_api(self) -> dict[str, Any]:
+        pod = json.loads(json.dumps(self.pod.manifest)) if self.pod.manifest else {"metadata": {}, "spec": {}}
+        pod["kind"], pod["apiVersion"] = "Pod", "v1"
+        meta = pod.setdefault("metadata", {})
+        meta.update(
+            name=self.pod.name,
+            namespace=self.pod.namespace,
+            uid=self.pod.uid,
+            resourceVersion=str(self.version),
+            creationTimestamp=rfc3339(self.created_at),
+        )
+        if self.pod.labels:
+            meta["labels"] = dict(self.pod.labels)
+        if self.terminating is not None:
+            meta["deletionTimestamp"] = rfc3339(self.terminating.since + self.terminating.grace)
+            meta["deletionGracePeriodSeconds"] = self.terminating.grace
+        pod.setdefault("spec", {})["nodeName"] = self.ctx.node_name
+        pod["status"] = self.status()
+        return pod
+
+    def status(self) -> dict[str, Any]:
+        now = time.time()
+        admitted = self.admitted or self.ctx.admit(self.pod)[0]
+        scheduled = (True, "", "") if admitted else self.ctx.admit(self.pod)
+        phase = self.phase() if admitted else PodPhase.PENDING
+        status: dict[str, Any] = {"phase": phase.value}
+        status["conditions"] = conditions(
+            self.pod, self.records, phase, self.sandbox is not None, self.conditions, now, scheduled
+        )
+        if not admitted:
+            return status
+        status["hostIP"] = self.ctx.host_ip
+        status["hostIPs"] = [{"ip": self.ctx.host_ip}]
+        if self.sandbox is not None and self.sandbox.ip:
+            status["podIP"] = self.sandbox.ip
+            status["podIPs"] = [{"ip": self.sandbox.ip}]
+        if self.start_time is not None:
+            status["startTime"] = rfc3339(self.start_time)
+        inits = [self.records[c.name].to_api() for c in self.pod.spec.init_containers]
+        if inits:
+            status["initContainerStatuses"] = inits
+        status["containerStatuses"] = [self.records[c.name].to_api() for c in self.pod.spec.containers]
+        status["qosClass"] = "BestEffort"
+        return status

@@ -1,0 +1,175 @@
+"""LinuxRuntime: pod sandboxes (pause + network) and container processes, through the zygote and the bridge.
+
+It owns the per-pod run directory ``<run-dir>/pods/<uid>/`` (``pids/`` and ``exits/`` shared with pause,
+``record.json`` written by the pod worker) and the log layout ``<log-dir>/<ns>_<name>_<uid>/<container>/<n>.log``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from minikubelet.errors import ContainerStartError, NetworkError, SandboxError
+from minikubelet.network.bridge import BridgeNetwork
+from minikubelet.network.ipam import Ipam
+from minikubelet.podspec import Pod
+from minikubelet.runtime.proc import ProcessHandle, is_alive
+from minikubelet.runtime.zygote import Zygote
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class Sandbox:
+    pid: int
+    start: int
+    created_at: float
+    ip: str = ""
+    veth: str = ""
+
+
+@dataclass(slots=True)
+class ExitStatus:
+    exit_code: int
+    signal: int
+    finished_at: float
+
+
+class LinuxRuntime:
+    def __init__(self, run_dir: Path, log_dir: Path, zygote: Zygote, network: BridgeNetwork, ipam: Ipam) -> None:
+        self.run_dir = run_dir
+        self.log_dir = log_dir
+        self.zygote = zygote
+        self.network = network
+        self.ipam = ipam
+
+    def pod_dir(self, uid: str) -> Path:
+        return self.run_dir / "pods" / uid
+
+    def pod_log_dir(self, pod: Pod) -> Path:
+        return self.log_dir / f"{pod.namespace}_{pod.name}_{pod.uid}"
+
+    def container_log(self, pod: Pod, container: str, restart_count: int) -> Path:
+        return self.pod_log_dir(pod) / container / f"{restart_count}.log"
+
+    async def create_sandbox(self, pod: Pod) -> Sandbox:
+        """Pause in new NET/IPC/UTS/PID namespaces, then veth + IP. On failure nothing is left behind."""
+        pod_dir = self.pod_dir(pod.uid)
+        for sub in ("pids", "exits"):
+            (pod_dir / sub).mkdir(parents=True, exist_ok=True)
+        try:
+            reply = await self.zygote.request("sandbox", hostname=pod.hostname, pod_dir=str(pod_dir))
+        except ContainerStartError as e:
+            raise SandboxError(f"failed to create the pod sandbox: {e}") from e
+        sandbox = Sandbox(int(reply["pid"]), int(reply["start"]), time.time())
+        try:
+            await self.setup_network(pod.uid, sandbox)
+        except BaseException:
+            await self.kill_sandbox(pod.uid, sandbox, remove_state=False)
+            raise
+        return sandbox
+
+    async def setup_network(self, uid: str, sandbox: Sandbox) -> None:
+        ip = self.ipam.allocate(uid)
+        sandbox.ip = str(ip)
+        try:
+            fd = os.open(f"/proc/{sandbox.pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as e:
+            raise SandboxError(f"the pause process (pid {sandbox.pid}) went away during set-up: {e}") from e
+        try:
+            if not is_alive(sandbox.pid, sandbox.start):
+                raise SandboxError(f"the pause process (pid {sandbox.pid}) went away during set-up")
+            sandbox.veth = await self.network.attach(uid, fd, ip)
+        finally:
+            os.close(fd)
+        try:
+            await self.zygote.request(
+                "netconf",
+                pause_pid=sandbox.pid,
+                pause_start=sandbox.start,
+                ifname="eth0",
+                ip=str(ip),
+                prefixlen=self.ipam.cidr.prefixlen,
+                gateway=str(self.ipam.gateway),
+            )
+        except ContainerStartError as e:
+            raise NetworkError(f"failed to configure eth0 in the pod: {e}") from e
+
+    async def start_process(
+        self,
+        pod: Pod,
+        sandbox: Sandbox,
+        record: str,
+        argv: list[str],
+        env: dict[str, str],
+        cwd: str | None,
+        uid: int | None,
+        gid: int | None,
+        log_path: Path,
+    ) -> tuple[int, int]:
+        """Start a container's main process; returns (host pid, start time). Raises ContainerStartError."""
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            (self.pod_dir(pod.uid) / "exits" / record).unlink()
+        reply = await self.zygote.request(
+            "spawn",
+            pause_pid=sandbox.pid,
+            pause_start=sandbox.start,
+            pod_dir=str(self.pod_dir(pod.uid)),
+            record=record,
+            argv=argv,
+            env=env,
+            cwd=cwd,
+            uid=uid,
+            gid=gid,
+            log_path=str(log_path),
+        )
+        return int(reply["pid"]), int(reply["start"])
+
+    def read_exit(self, uid: str, record: str) -> ExitStatus | None:
+        try:
+            text = (self.pod_dir(uid) / "exits" / record).read_text()
+        except OSError:
+            return None
+        code, sig, finished = text.split()
+        return ExitStatus(int(code), int(sig), int(finished) / 1e9)
+
+    async def wait_exit_record(self, uid: str, record: str, sandbox: Sandbox | None) -> ExitStatus | None:
+        """After a container process is gone: wait (briefly) for pause to have reaped it and written its status."""
+        delay = 0.001
+        deadline = time.monotonic() + 2.0
+        while True:
+            status = self.read_exit(uid, record)
+            if status is not None:
+                return status
+            if time.monotonic() > deadline or sandbox is None or not is_alive(sandbox.pid, sandbox.start):
+                return self.read_exit(uid, record)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.05)
+
+    async def kill_sandbox(self, uid: str, sandbox: Sandbox | None, *, remove_state: bool = True) -> None:
+        """Stop pause (which SIGKILLs whatever is left in the pod's PID namespace), remove veth and lease."""
+        if sandbox is not None:
+            handle = ProcessHandle(sandbox.pid, sandbox.start)
+            if not handle.exited:
+                handle.send(signal.SIGKILL)
+                if not await handle.wait(10):
+                    log.warning("Pause did not exit after SIGKILL pid=%d uid=%s", sandbox.pid, uid)
+            handle.close()
+        await self.release_network(uid, sandbox.veth if sandbox else "")
+        if remove_state:
+            shutil.rmtree(self.pod_dir(uid), ignore_errors=True)
+
+    async def release_network(self, uid: str, veth: str = "") -> None:
+        try:
+            await self.network.detach(veth or self.network.veth_name(uid))
+        except NetworkError as e:
+            log.warning("Could not delete the pod's veth uid=%s error=%s", uid, e)
+        self.ipam.release(uid)

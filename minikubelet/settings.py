@@ -1,0 +1,38 @@
+"""Validated daemon settings (the CLI maps flags to this; nothing else reads argv)."""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    manifests: Path = Path("/etc/minikubelet/manifests")
+    data_dir: Path = Path("/var/lib/minikubelet")
+    run_dir: Path = Path("/run/minikubelet")
+    log_dir: Path = Path("/var/log/pods")
+    node_name: str = ""
+    bridge: str = "mk0"
+    pod_cidr: ipaddress.IPv4Network = ipaddress.IPv4Network("10.244.0.0/16")
+    listen_host: str = "127.0.0.1"
+    listen_port: int = 10250
+    rescan_interval: float = 20.0
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+
+    @property
+    def node(self) -> str:
+        return (self.node_name or socket.gethostname()).lower()
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """``HOST:PORT`` (IPv6 as ``[::1]:PORT``) → (host, port); raises ValueError with a clear message."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"--listen {value!r}: expected HOST:PORT, e.g. 127.0.0.1:10250")
+    host = host.strip("[]") or "127.0.0.1"
+    ipaddress.ip_address(host)
+    return host, int(port)
