@@ -78,6 +78,14 @@ class Container:
     liveness_probe: Probe | None = None
     readiness_probe: Probe | None = None
     startup_probe: Probe | None = None
+    # securityContext fields recorded from the manifest (container value, else the pod-level one where k8s has it);
+    # the runtime does not enforce privileged/allowPrivilegeEscalation/readOnlyRootFilesystem/capabilities yet.
+    run_as_non_root: bool | None = None
+    privileged: bool = False
+    allow_privilege_escalation: bool | None = None
+    read_only_root_filesystem: bool = False
+    capabilities_add: tuple[str, ...] = ()
+    capabilities_drop: tuple[str, ...] = ()
 
     def probe(self, kind: ProbeKind) -> Probe | None:
         if kind is ProbeKind.LIVENESS:

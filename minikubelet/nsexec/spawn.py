@@ -98,7 +98,8 @@ def _child(req: dict[str, Any], info_w: int, go_r: int, err_w: int) -> NoReturn:
         try:
             os.chdir(cwd)
         except OSError as e:
-            raise StartError(f'chdir to cwd ("{cwd}") set in config.json failed: {(e.strerror or str(e)).lower()}') from e
+            why = (e.strerror or str(e)).lower()
+            raise StartError(f'chdir to cwd ("{cwd}") set in config.json failed: {why}') from e
         gid, uid = req.get("gid"), req.get("uid")
         if uid is not None or gid is not None:
             os.setgroups([])
