@@ -161,19 +161,19 @@ class Daemon:
     async def reset(self) -> None:
         """Stop every pod of this daemon and remove what it created: processes, veths, bridge, leases, run state."""
         install_child_watcher()
-        holder = DaemonLock(self.settings.run_dir)
-        pid = holder.holder() if holder.path.exists() else None
-        if pid and not self.lock.acquire():
-            log.info("Stopping the running daemon first pid=%d", pid)
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
+        if not self.lock.acquire():
+            pid = self.lock.holder()
+            log.info("Stopping the running daemon first pid=%s", pid)
+            if pid:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGTERM)
             for _ in range(300):
                 if self.lock.acquire():
                     break
                 await asyncio.sleep(0.1)
             else:
                 raise MinikubeletError(f"the daemon (pid {pid}) did not stop within 30 s; stop it, then run reset")
-            self.lock.release()
+        self.lock.release()
         await self.build()
         s = self.settings
         self.manager.load_records()

@@ -1,0 +1,116 @@
+"""A pod for real: pause as PID 1, containers joined by setns, localhost between containers, pod IP, reaping."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.integration.conftest import BUSYBOX, DaemonHarness, alive, http_get, httpd, pod_yaml, sh
+
+pytestmark = pytest.mark.root
+
+
+def ns_ids(pid: int) -> dict[str, str]:
+    return {n: os.readlink(f"/proc/{pid}/ns/{n}") for n in ("net", "ipc", "uts", "pid", "mnt")}
+
+
+def test_two_containers_share_localhost_and_namespaces(daemon: DaemonHarness, tmp_path: Path) -> None:
+    www = tmp_path / "www"
+    www.mkdir()
+    (www / "index.html").write_text("hello from web\n")
+    daemon.write("web.yaml", pod_yaml("web", [
+        httpd("web", 8080, str(www)),
+        sh("client", f"while ! {BUSYBOX} wget -q -O- http://127.0.0.1:8080/; do sleep 0.1; done; sleep 1000"),
+    ]))
+    pod = daemon.wait_running("web")
+    pause = daemon.pause_pid("web")
+    web, client = daemon.container_pid("web", "web"), daemon.container_pid("web", "client")
+    # pause holds new namespaces; both containers joined them; each container has its own mount namespace
+    host = ns_ids(os.getpid())
+    p, w, c = ns_ids(pause), ns_ids(web), ns_ids(client)
+    for n in ("net", "ipc", "uts", "pid"):
+        assert p[n] != host[n], n
+        assert w[n] == p[n] == c[n], n
+    assert w["mnt"] != host["mnt"] and c["mnt"] != host["mnt"] and w["mnt"] != c["mnt"]
+    # the client reached the web container over 127.0.0.1 inside the pod
+    log = daemon.log_dir / f"default_web_{pod['metadata']['uid']}" / "client" / "0.log"
+    daemon.wait_for(lambda: "hello from web" in log.read_text(), 10, "client output in its log file")
+    # hostname is the pod name
+    uts = subprocess.run(["nsenter", "-t", str(web), "-u", "hostname"], capture_output=True, text=True)
+    assert uts.stdout.strip() == "web"
+
+
+def test_ps_in_container_shows_only_the_pod_with_pause_as_pid_1(daemon: DaemonHarness) -> None:
+    daemon.write("ps.yaml", pod_yaml("ps", [
+        sh("a", f"{BUSYBOX} ps -o pid,comm; sleep 1000"),
+        sh("b", "sleep 1000"),
+    ]))
+    pod = daemon.wait_running("ps")
+    log = daemon.log_dir / f"default_ps_{pod['metadata']['uid']}" / "a" / "0.log"
+    text = daemon.wait_for(lambda: log.read_text() if "pause" in log.read_text() else "", 10, "ps output")
+    lines = [ln.split() for ln in text.strip().splitlines()[1:]]
+    assert lines[0] == ["1", "pause"], text
+    assert len(lines) <= 5, f"ps must list only the pod's processes:\n{text}"
+
+
+def test_thousand_orphans_leave_no_zombies(daemon: DaemonHarness) -> None:
+    script = "i=0; while [ $i -lt 1000 ]; do (sleep 0.01 &) ; i=$((i+1)); done; echo spawned; sleep 1000"
+    daemon.write("orphans.yaml", pod_yaml("orphans", [sh("spawner", script)]))
+    pod = daemon.wait_running("orphans")
+    log = daemon.log_dir / f"default_orphans_{pod['metadata']['uid']}" / "spawner" / "0.log"
+    daemon.wait_for(lambda: "spawned" in log.read_text(), 60, "1000 orphans spawned")
+    pause = daemon.pause_pid("orphans")
+
+    def zombies() -> list[str]:
+        out = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                text = stat.read_text()
+            except OSError:
+                continue
+            fields = text[text.rindex(")") + 2 :].split()
+            if fields[0] == "Z" and int(fields[1]) == pause:
+                out.append(text)
+        return out
+
+    daemon.wait_for(lambda: not zombies(), 20, "no zombie children of pause")
+    assert alive(pause)
+
+
+def test_pod_ip_answers_from_the_host_and_from_other_pods(daemon: DaemonHarness, tmp_path: Path) -> None:
+    www = tmp_path / "www"
+    www.mkdir()
+    (www / "index.html").write_text("pod ip ok\n")
+    daemon.write("a.yaml", pod_yaml("a", [httpd("web", 8080, str(www))]))
+    ip = daemon.wait_running("a")["status"]["podIP"]
+    assert ipaddress.IPv4Address(ip) in daemon.cidr
+    body = daemon.wait_for(
+        lambda: http_get(f"http://{ip}:8080/"), 10, "HTTP from the host"
+    )
+    assert body == "pod ip ok\n"
+    daemon.write("b.yaml", pod_yaml("b", [sh("client", f"{BUSYBOX} wget -q -O- http://{ip}:8080/; sleep 1000")]))
+    pod_b = daemon.wait_running("b")
+    assert pod_b["status"]["podIP"] != ip
+    log = daemon.log_dir / f"default_b_{pod_b['metadata']['uid']}" / "client" / "0.log"
+    daemon.wait_for(lambda: "pod ip ok" in log.read_text(), 10, "pod b reached pod a")
+
+
+def test_remove_manifest_stops_pod_and_frees_network(daemon: DaemonHarness) -> None:
+    daemon.write("gone.yaml", pod_yaml("gone", [sh("c", "sleep 1000")]))
+    daemon.wait_running("gone")
+    pause, c = daemon.pause_pid("gone"), daemon.container_pid("gone", "c")
+    links_before = subprocess.run(["ip", "-o", "link", "show", "master", daemon.bridge], capture_output=True,
+                                  text=True).stdout
+    assert links_before.strip()
+    t0 = time.monotonic()
+    daemon.remove("gone.yaml")
+    daemon.wait_gone("gone")
+    daemon.wait_for(lambda: not alive(pause) and not alive(c), 10, "pod processes gone")
+    assert time.monotonic() - t0 < 30
+    links = subprocess.run(["ip", "-o", "link", "show", "master", daemon.bridge], capture_output=True, text=True)
+    assert links.stdout.strip() == ""
