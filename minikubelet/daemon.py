@@ -117,7 +117,8 @@ class Daemon:
         self.updates: asyncio.Queue[PodUpdate] = asyncio.Queue()
         self.source = FileSource(s.manifests, s.node, self.updates, rescan_interval=s.rescan_interval)
         self.manager = PodManager(self.ctx, self.updates)
-        self.api = ApiServer(s.listen_host, s.listen_port, self.manager.pods, lambda: self.version)
+        self.api = ApiServer(s.listen_host, s.listen_port, self.manager.pods, lambda: self.version, self.events,
+                             s.node, self.source.errors)
 
     def _changed(self, worker: PodWorker | None) -> None:
         if worker is None:

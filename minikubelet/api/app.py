@@ -11,6 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
+from minikubelet.events import EventRecorder
 from minikubelet.podworker import PodWorker
 
 log = logging.getLogger(__name__)
@@ -18,12 +19,16 @@ log = logging.getLogger(__name__)
 
 class ApiServer:
     def __init__(
-        self, host: str, port: int, pods: Callable[[], list[PodWorker]], version: Callable[[], int]
+        self, host: str, port: int, pods: Callable[[], list[PodWorker]], version: Callable[[], int],
+        events: EventRecorder, node_name: str, manifest_errors: Callable[[], dict[str, str]],
     ) -> None:
         self.host = host
         self.port = port
         self._pods = pods
         self._version = version
+        self._events = events
+        self._node = node_name
+        self._manifest_errors = manifest_errors
         self._runner: web.AppRunner | None = None
         self.app = web.Application()
         self.app.add_routes([
@@ -31,6 +36,8 @@ class ApiServer:
             web.get("/healthz/ping", self.healthz),
             web.get("/pods", self.list_pods),
             web.get("/pods/", self.list_pods),
+            web.get("/events", self.list_events),
+            web.get("/manifests/errors", self.list_manifest_errors),
         ])
 
     async def start(self) -> None:
@@ -53,3 +60,13 @@ class ApiServer:
 
     async def list_pods(self, request: web.Request) -> web.Response:
         return web.json_response(self.pod_list())
+
+    async def list_events(self, request: web.Request) -> web.Response:
+        """Every recorded event as a v1 EventList (newest last)."""
+        items = [e.to_api(self._node) for e in self._events.list()]
+        return web.json_response({"kind": "EventList", "apiVersion": "v1",
+                                  "metadata": {"resourceVersion": str(self._version())}, "items": items})
+
+    async def list_manifest_errors(self, request: web.Request) -> web.Response:
+        """Manifest files refused right now: {path: message}."""
+        return web.json_response(self._manifest_errors())

@@ -256,3 +256,8 @@ def daemon(run_id: str) -> Iterator[DaemonHarness]:
         shutil.rmtree(root, ignore_errors=True)
         if result.returncode != 0 or left:
             pytest.fail(f"cleanup failed: reset rc={result.returncode} left={left}\n{result.stderr[-2000:]}")
+
+
+def events_of(daemon: DaemonHarness, pod: str) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = json.loads(daemon.get_text("/events"))["items"]
+    return [e for e in items if e["involvedObject"]["name"] == pod]
