@@ -1,0 +1,237 @@
+"""minikubelet benchmarks (``scripts/bench``): medians and p95, with a side-by-side peer where one is named.
+
+  start     manifest written -> first HTTP 200 from a busybox httpd container on the pod IP
+  stop      manifest removed -> every pod process gone and its veth deleted
+  overhead  PSS of what minikubelet runs per pod besides the app processes (pause), over 50 pods
+  scale     250 manifests at once -> all answering HTTP; daemon RSS and idle CPU with them running
+  all       all of the above (default)
+
+``--vs-podman`` runs the same pod through ``podman kube play`` in the same run (start and overhead).
+Traffic goes only to loopback and to pod IPs on the benchmark's own bridge.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from minikubelet.network.bridge import veth_name_for  # noqa: E402
+from tests.harness import BUSYBOX, DaemonHarness, alive, http_get, pod_yaml  # noqa: E402
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
+
+
+def report(name: str, values: list[float], unit: str, target: str = "") -> dict[str, float]:
+    med, p95 = statistics.median(values), pct(values, 0.95)
+    print(f"{name:<44} median {med:8.2f} {unit}   p95 {p95:8.2f} {unit}   n={len(values)}   {target}")
+    return {"median": med, "p95": p95}
+
+
+def poll(check: Callable[[], Any], timeout: float, interval: float = 0.0005) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            result = check()
+            if result:
+                return result
+        except OSError:
+            pass
+        time.sleep(interval)
+    raise TimeoutError("benchmark step timed out")
+
+
+def pss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1])
+    return 0
+
+
+def httpd_pod(name: str, www: Path) -> str:
+    return pod_yaml(name, [{"name": "web", "image": "busybox",
+                            "command": [BUSYBOX, "httpd", "-f", "-p", "8080", "-h", str(www)]}])
+
+
+class Bench:
+    def __init__(self, runs: int, vs_podman: bool) -> None:
+        self.runs = runs
+        self.vs_podman = vs_podman
+        self.root = Path(tempfile.mkdtemp(prefix="mk-bench-"))
+        os.chmod(self.root, 0o755)
+        self.www = self.root / "www"
+        self.www.mkdir()
+        (self.www / "index.html").write_text("ok\n")
+        (self.root / "d").mkdir()
+        self.daemon = DaemonHarness(self.root / "d", "bench0")
+        self.results: dict[str, Any] = {}
+
+    def __enter__(self) -> Bench:
+        self.daemon.root.mkdir(exist_ok=True)
+        self.daemon.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.daemon.stop()
+        self.daemon.reset()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def pod_ip(self, name: str) -> str:
+        p = self.daemon.pod(name)
+        return str(p["status"].get("podIP", "")) if p else ""
+
+    def start_one(self, name: str) -> float:
+        t0 = time.perf_counter()
+        self.daemon.write(f"{name}.yaml", httpd_pod(name, self.www))
+        ip = poll(lambda: self.pod_ip(name), 10)
+        poll(lambda: http_get(f"http://{ip}:8080/index.html", timeout=1) == "ok\n", 10)
+        return (time.perf_counter() - t0) * 1000
+
+    def stop_one(self, name: str) -> float:
+        p = self.daemon.pod(name)
+        assert p is not None
+        uid = p["metadata"]["uid"]
+        pids = [self.daemon.pause_pid(name), self.daemon.container_pid(name, "web")]
+        veth = Path("/sys/class/net") / veth_name_for(self.daemon.bridge, uid)
+        t0 = time.perf_counter()
+        self.daemon.remove(f"{name}.yaml")
+        poll(lambda: not any(alive(pid) for pid in pids) and not veth.exists(), 30)
+        return (time.perf_counter() - t0) * 1000
+
+    def start_stop(self) -> None:
+        starts, stops = [], []
+        for i in range(self.runs):
+            name = f"b{i}"
+            starts.append(self.start_one(name))
+            stops.append(self.stop_one(name))
+            self.daemon.wait_gone(name)
+        self.results["start_ms"] = report("pod start (write -> HTTP 200)", starts, "ms", "target median<=40 p95<=80")
+        self.results["stop_ms"] = report("pod stop (remove -> processes+veth gone)", stops, "ms", "target median<=150")
+        if self.vs_podman:
+            peer = podman_start(self.runs, self.www)
+            if peer:
+                pm = report("podman kube play start (-> HTTP 200)", peer, "ms")
+                ratio = self.results["start_ms"]["median"] / pm["median"]
+                print(f"{'ratio minikubelet/podman (median)':<44} {ratio:.3f}   target <= 0.3")
+                self.results["podman_start_ms"] = pm
+                self.results["start_ratio"] = ratio
+
+    def overhead(self, count: int = 50) -> None:
+        names = [f"o{i}" for i in range(count)]
+        for n in names:
+            self.daemon.write(f"{n}.yaml", pod_yaml(n, [{"name": "app", "image": "busybox",
+                                                          "command": [BUSYBOX, "sleep", "100000"]}]))
+        for n in names:
+            self.daemon.wait_running(n, timeout=60)
+        time.sleep(1)
+        pss = [pss_kib(self.daemon.pause_pid(n)) / 1024 for n in names]
+        self.results["per_pod_pss_mb"] = report(f"per-pod overhead PSS (pause), {count} pods", pss, "MB",
+                                                "target median<=1.5 (podman here ~1 MB)")
+        zygote = [p for p in _children(self.daemon.proc.pid if self.daemon.proc else 0)]
+        if zygote:
+            z = pss_kib(zygote[0]) / 1024
+            print(f"{'  shared zygote PSS (per daemon, not per pod)':<44} {z:8.2f} MB = {z / count:.3f} MB/pod")
+        for n in names:
+            self.daemon.remove(f"{n}.yaml")
+        for n in names:
+            self.daemon.wait_gone(n, timeout=120)
+
+    def scale(self, count: int = 250) -> None:
+        names = [f"s{i}" for i in range(count)]
+        t0 = time.perf_counter()
+        for n in names:
+            self.daemon.write(f"{n}.yaml", httpd_pod(n, self.www))
+        pending = set(names)
+        ips: dict[str, str] = {}
+        deadline = time.monotonic() + 120
+        while pending and time.monotonic() < deadline:
+            for p in self.daemon.pods():
+                ip = p["status"].get("podIP")
+                if ip:
+                    ips[p["metadata"]["name"]] = ip
+            for n in list(pending):
+                if n in ips:
+                    try:
+                        if http_get(f"http://{ips[n]}:8080/index.html", timeout=0.5) == "ok\n":
+                            pending.discard(n)
+                    except OSError:
+                        pass
+            time.sleep(0.01)
+        took = time.perf_counter() - t0
+        print(f"{f'{count} pods at once -> all answering HTTP':<44} {took:8.2f} s   "
+              f"answering={count - len(pending)}/{count}   target <= 15 s")
+        self.results["scale_seconds"] = took
+        import psutil
+
+        assert self.daemon.proc is not None
+        proc = psutil.Process(self.daemon.proc.pid)
+        time.sleep(2)
+        cpu0 = proc.cpu_times()
+        time.sleep(10)
+        cpu1 = proc.cpu_times()
+        idle = (cpu1.user + cpu1.system - cpu0.user - cpu0.system) / 10 * 100
+        rss = proc.memory_info().rss / 1024 / 1024
+        print(f"{'daemon with them running':<44} RSS {rss:6.1f} MB (target <= 100)   idle CPU {idle:5.2f} % "
+              "of a core (target <= 2)")
+        self.results["scale_rss_mb"] = rss
+        self.results["scale_idle_cpu_pct"] = idle
+        for n in names:
+            self.daemon.remove(f"{n}.yaml")
+        self.daemon.wait_for(lambda: not self.daemon.pods(), 180, "all pods gone")
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(x) for x in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def podman_start(runs: int, www: Path) -> list[float]:
+    """The same busybox httpd pod through ``podman kube play``; [] (with a note) when podman cannot run here."""
+    if shutil.which("podman") is None:
+        print("podman: not installed (apt-get install podman); skipping the peer")
+        return []
+    from scripts.podman_peer import run_podman_start
+
+    return run_podman_start(runs, www)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("what", nargs="?", default="all", choices=["all", "start", "stop", "overhead", "scale"])
+    ap.add_argument("--runs", type=int, default=30)
+    ap.add_argument("--vs-podman", action="store_true")
+    ap.add_argument("--json", type=Path, help="also write the figures as JSON here")
+    args = ap.parse_args()
+    uname = os.uname()
+    print(f"machine: {uname.sysname} {uname.release} {uname.machine}, {os.cpu_count()} CPUs, "
+          f"Python {sys.version.split()[0]}")
+    with Bench(args.runs, args.vs_podman) as b:
+        if args.what in ("all", "start", "stop"):
+            b.start_stop()
+        if args.what in ("all", "overhead"):
+            b.overhead()
+        if args.what in ("all", "scale"):
+            b.scale()
+        if args.json:
+            args.json.write_text(json.dumps(b.results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
