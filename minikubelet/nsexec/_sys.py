@@ -73,8 +73,13 @@ def sethostname(name: str) -> None:
     _check(_libc.sethostname(raw, len(raw)), "sethostname")
 
 
-def start_time(pid: int) -> int:
-    """The process start time in clock ticks since boot (field 22 of /proc/PID/stat): with the pid, an identity."""
-    with open(f"/proc/{pid}/stat", "rb") as f:
-        data = f.read()
+def start_time(pid: int, proc_fd: int | None = None) -> int:
+    """The process start time in clock ticks since boot (field 22 of /proc/PID/stat): with the pid, an identity.
+
+    ``proc_fd`` is an open /proc directory to read from (the host's, after a setns into a mount namespace)."""
+    fd = os.open(f"{pid}/stat" if proc_fd is not None else f"/proc/{pid}/stat", os.O_RDONLY, dir_fd=proc_fd)
+    try:
+        data = os.read(fd, 4096)
+    finally:
+        os.close(fd)
     return int(data[data.rindex(b")") + 2 :].split()[19])

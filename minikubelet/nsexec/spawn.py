@@ -60,10 +60,11 @@ def _reset_signals() -> None:
     signal.pthread_sigmask(signal.SIG_SETMASK, set())
 
 
-def _child(req: dict[str, Any], info_w: int, go_r: int, err_w: int) -> NoReturn:
+def _child(req: dict[str, Any], proc_fd: int, info_w: int, go_r: int, err_w: int) -> NoReturn:
     """The forked process inside the pod's PID namespace: set up, register with pause, exec."""
     try:
-        os.write(info_w, os.readlink("/proc/self").encode())  # the host's procfs: our host PID
+        os.write(info_w, os.readlink("self", dir_fd=proc_fd).encode())  # the host's procfs: our host PID
+        os.close(proc_fd)
         os.close(info_w)
         os.read(go_r, 1)
         os.close(go_r)
@@ -125,6 +126,7 @@ def enter_and_fork(req: dict[str, Any], pidfd: int, nstypes: int) -> dict[str, A
     and waits for a go-ahead, so its start time is read while it certainly runs.
     Returns ``{"pid": host pid, "start": start time}`` or raises StartError with the message of the failed step.
     """
+    proc_fd = os.open("/proc", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)  # the host's, before any setns
     _sys.setns(pidfd, nstypes)
     os.close(pidfd)
     info_r, info_w = os.pipe2(os.O_CLOEXEC)
@@ -137,7 +139,7 @@ def enter_and_fork(req: dict[str, Any], pidfd: int, nstypes: int) -> dict[str, A
                 os.close(info_r)
                 os.close(go_w)
                 os.close(err_r)
-                _child(req, info_w, go_r, err_w)
+                _child(req, proc_fd, info_w, go_r, err_w)
         finally:
             os._exit(0)
     for fd in (info_w, go_r, err_w):
@@ -148,7 +150,8 @@ def enter_and_fork(req: dict[str, Any], pidfd: int, nstypes: int) -> dict[str, A
     if not raw:
         raise StartError("the container process died before it could start")
     pid = int(raw)
-    start = _sys.start_time(pid)  # it waits on go_r, so it cannot have exited yet
+    start = _sys.start_time(pid, proc_fd)  # it waits on go_r, so it cannot have exited yet
+    os.close(proc_fd)
     os.write(go_w, b"1")
     os.close(go_w)
     chunks = []

@@ -133,6 +133,62 @@ class LinuxRuntime:
         )
         return int(reply["pid"]), int(reply["start"])
 
+    async def exec_process(
+        self, uid: str, target_pid: int, target_start: int, record: str, argv: list[str], env: dict[str, str],
+        cwd: str | None, user: int | None, group: int | None, fds: tuple[int, ...], tty: bool = False,
+    ) -> tuple[int, int]:
+        """Start ``argv`` inside a running container (its NET/IPC/UTS/PID and mount namespaces).
+
+        ``fds`` are (stdin, stdout, stderr), or (pty slave,) with ``tty``; they are passed to the helper, which
+        dups them. The process is re-parented to pause, which records its exit status under ``record``.
+        Returns (host pid, start time); raises ContainerStartError (e.g. executable not found).
+        """
+        with contextlib.suppress(FileNotFoundError):
+            (self.pod_dir(uid) / "exits" / record).unlink()
+        reply = await self.zygote.request(
+            "exec", fds=fds, target_pid=target_pid, target_start=target_start, pod_dir=str(self.pod_dir(uid)),
+            record=record, argv=argv, env=env, cwd=cwd, uid=user, gid=group, tty=tty,
+        )
+        return int(reply["pid"]), int(reply["start"])
+
+    async def exec_sync(
+        self, uid: str, sandbox: Sandbox | None, target_pid: int, target_start: int, record: str, argv: list[str],
+        env: dict[str, str], cwd: str | None, user: int | None, group: int | None, timeout: float,
+        limit: int = 10 * 1024,
+    ) -> tuple[int | None, bytes]:
+        """Run a command in a container and wait: (exit code, stdout then stderr, each capped at ``limit``).
+
+        On timeout the command is SIGKILLed, reaped by pause, and (None, output so far) is returned.
+        """
+        loop = asyncio.get_running_loop()
+        out_r, out_w = os.pipe2(os.O_CLOEXEC)
+        err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        null = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            pid, start = await self.exec_process(uid, target_pid, target_start, record, argv, env, cwd, user,
+                                                 group, (null, out_w, err_w))
+        finally:
+            for fd in (null, out_w, err_w):
+                os.close(fd)
+        handle = ProcessHandle(pid, start)
+        readers = [asyncio.create_task(_read_capped(loop, fd, limit)) for fd in (out_r, err_r)]
+        try:
+            exited = await handle.wait(timeout)
+            if not exited:
+                handle.send(signal.SIGKILL)
+                await handle.wait(5)
+            outputs = await asyncio.gather(*readers)
+        finally:
+            handle.close()
+            for task in readers:
+                task.cancel()
+        status = await self.wait_exit_record(uid, record, sandbox)
+        with contextlib.suppress(FileNotFoundError):
+            (self.pod_dir(uid) / "exits" / record).unlink()
+        if not exited:
+            return None, b"".join(outputs)
+        return (status.exit_code if status else None), b"".join(outputs)
+
     def read_exit(self, uid: str, record: str) -> ExitStatus | None:
         try:
             text = (self.pod_dir(uid) / "exits" / record).read_text()
@@ -173,3 +229,37 @@ class LinuxRuntime:
         except NetworkError as e:
             log.warning("Could not delete the pod's veth uid=%s error=%s", uid, e)
         self.ipam.release(uid)
+
+
+async def _read_capped(loop: asyncio.AbstractEventLoop, fd: int, limit: int) -> bytes:
+    """Read a pipe to EOF without blocking the loop; keep the first ``limit`` bytes. Closes ``fd``."""
+    os.set_blocking(fd, False)
+    chunks: list[bytes] = []
+    size = 0
+    done: asyncio.Future[None] = loop.create_future()
+
+    def readable() -> None:
+        nonlocal size
+        try:
+            data = os.read(fd, 65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            loop.remove_reader(fd)
+            if not done.done():
+                done.set_result(None)
+            return
+        if size < limit:
+            chunks.append(data[: limit - size])
+            size += len(chunks[-1])
+
+    loop.add_reader(fd, readable)
+    try:
+        await done
+    finally:
+        with contextlib.suppress(ValueError, OSError):
+            loop.remove_reader(fd)
+        os.close(fd)
+    return b"".join(chunks)
