@@ -113,7 +113,7 @@ class Daemon:
         self.runtime = LinuxRuntime(s.run_dir, s.log_dir, self.zygote, self.network, self.ipam)
         self.events = EventRecorder(self.next_version)
         self.ctx = WorkerContext(self.runtime, self.events, s.node, host_ip(s.bridge), self.next_version,
-                                 changed=self._changed)
+                                 changed=self._changed, removed=self._removed)
         self.updates: asyncio.Queue[PodUpdate] = asyncio.Queue()
         self.source = FileSource(s.manifests, s.node, self.updates, rescan_interval=s.rescan_interval)
         self.manager = PodManager(self.ctx, self.updates)
@@ -123,6 +123,12 @@ class Daemon:
     def _changed(self, worker: PodWorker | None) -> None:
         if worker is None:
             self.next_version()
+        else:
+            self.api.pod_changed(worker)
+
+    def _removed(self, worker: PodWorker) -> None:
+        self.next_version()
+        self.api.pod_deleted(worker)
 
     async def run(self) -> None:
         install_child_watcher()

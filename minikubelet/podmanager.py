@@ -132,6 +132,7 @@ class PodManager:
             await worker.finished.wait()
             if self.workers.get(worker.pod.uid) is worker:
                 del self.workers[worker.pod.uid]
+                self.ctx.removed(worker)
                 self._notify()
 
         task = asyncio.create_task(reap())
@@ -140,6 +141,11 @@ class PodManager:
 
     def _notify(self) -> None:
         self.ctx.changed(None)
+
+    def wake_all(self) -> None:
+        """Re-run every worker's sync now (e.g. node labels changed, so a waiting nodeSelector may match)."""
+        for worker in self.workers.values():
+            worker.wake()
 
     # ----- queries -------------------------------------------------------------------------------------------
 

@@ -55,8 +55,9 @@ class WorkerContext:
     node_name: str
     host_ip: str
     next_version: Callable[[], int]
-    changed: Callable[[PodWorker | None], None] = lambda _w: None
-    admit: Callable[[Pod], tuple[bool, str, str]] = lambda _p: (True, "", "")
+    changed: Callable[[PodWorker | None], None] = lambda _w: None  # a worker's version moved (None: the set did)
+    removed: Callable[[PodWorker], None] = lambda _w: None  # a worker is gone for good (its pod was deleted)
+    admit: Callable[[Pod], tuple[bool, str, str]] = lambda _p: (True, "", "")  # (ok, reason, message)
 
 
 @dataclass(slots=True)

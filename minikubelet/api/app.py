@@ -51,6 +51,12 @@ class ApiServer:
         if self._runner is not None:
             await self._runner.cleanup()
 
+    def pod_changed(self, worker: PodWorker) -> None:
+        """Called by the daemon whenever a pod's resourceVersion moves (watchers get ADDED/MODIFIED)."""
+
+    def pod_deleted(self, worker: PodWorker) -> None:
+        """Called by the daemon when a pod is gone for good (watchers get DELETED)."""
+
     async def healthz(self, request: web.Request) -> web.Response:
         return web.Response(text="ok")
 
