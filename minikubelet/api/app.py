@@ -51,6 +51,11 @@ class ApiServer:
         if self._runner is not None:
             await self._runner.cleanup()
 
+    def find_pod(self, namespace: str, name: str) -> PodWorker | None:
+        """The live (newest) worker of namespace/name, or None."""
+        found = [w for w in self._pods() if w.pod.namespace == namespace and w.pod.name == name]
+        return found[-1] if found else None
+
     def pod_changed(self, worker: PodWorker) -> None:
         """Called by the daemon whenever a pod's resourceVersion moves (watchers get ADDED/MODIFIED)."""
 
