@@ -18,6 +18,7 @@ import signal
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from minikubelet.backoff import Backoff, go_duration
@@ -502,6 +503,67 @@ class PodWorker:
         log.info(
             "Pod re-adopted pod=%s uid=%s sandbox=%s", self.pod.key, self.pod.uid, "alive" if self.pause else "gone"
         )
+
+    # ----- exec into a container (kubectl exec, exec probes) ------------------------------------------------
+
+    _exec_seq = 0
+
+    def _exec_args(self, container: str) -> tuple[ContainerRecord, Container]:
+        rec = self.records.get(container)
+        spec = next((c for c in self.pod.spec.containers if c.name == container), None)
+        if rec is None or spec is None:
+            raise MinikubeletError(f'container "{container}" not found in pod "{self.pod.name}"')
+        if rec.state is not State.RUNNING or rec.pid is None or rec.start is None or self.sandbox is None:
+            raise MinikubeletError(f'container "{container}" in pod "{self.pod.name}" is not running')
+        return rec, spec
+
+    def _exec_record(self) -> str:
+        PodWorker._exec_seq += 1
+        return f"exec.{PodWorker._exec_seq}"
+
+    async def exec_start(
+        self, container: str, argv: list[str], fds: tuple[int, ...], tty: bool = False
+    ) -> tuple[int, int, str]:
+        """Start argv in a running container with the given stdio fds (or one pty slave with ``tty``).
+
+        Returns (host pid, start time, exit record); the exit code is then read with ``exec_exit_code``.
+        Raises MinikubeletError (not running, executable not found...)."""
+        rec, spec = self._exec_args(container)
+        assert self.sandbox is not None and rec.pid is not None and rec.start is not None
+        env = build_env(self.pod, spec, self.sandbox.ip, self.ctx.node_name, self.ctx.host_ip)
+        record = self._exec_record()
+        pid, start = await self.runtime.exec_process(
+            self.pod.uid, rec.pid, rec.start, record, argv, env, spec.working_dir, spec.run_as_user,
+            spec.run_as_group, fds, tty,
+        )
+        return pid, start, record
+
+    async def exec_exit_code(self, record: str) -> int | None:
+        """After an exec'd process is gone: its exit code as pause recorded it (None if unknown)."""
+        status = await self.runtime.wait_exit_record(self.pod.uid, record, self.sandbox)
+        with contextlib.suppress(FileNotFoundError):
+            (self.runtime.pod_dir(self.pod.uid) / "exits" / record).unlink()
+        return status.exit_code if status else None
+
+    async def exec_in_container(self, container: str, argv: list[str], timeout: float) -> tuple[int | None, bytes]:
+        """Run argv in the container and wait (exec probes): (exit code or None on timeout, output ≤ 10 KiB)."""
+        rec, spec = self._exec_args(container)
+        assert self.sandbox is not None and rec.pid is not None and rec.start is not None
+        env = build_env(self.pod, spec, self.sandbox.ip, self.ctx.node_name, self.ctx.host_ip)
+        return await self.runtime.exec_sync(
+            self.pod.uid, self.sandbox, rec.pid, rec.start, self._exec_record(), argv, env, spec.working_dir,
+            spec.run_as_user, spec.run_as_group, timeout,
+        )
+
+    def log_path(self, container: str, previous: bool = False) -> Path | None:
+        """The log file of the container's current (or previous) instance, or None if there is none."""
+        rec = self.records.get(container)
+        if rec is None or rec.instances == 0:
+            return None
+        index = rec.instances - (2 if previous else 1)
+        if index < 0:
+            return None
+        return self.runtime.container_log(self.pod, container, index)
 
     # ----- status for the API --------------------------------------------------------------------------------
 
