@@ -116,20 +116,20 @@ class PodManager:
 
     async def _start_after(self, worker: PodWorker, previous: list[PodWorker]) -> None:
         for old in previous:
-            if not old.finished.is_set():
+            if not old.done.is_set():
                 log.info(
                     "Waiting for the previous instance to terminate pod=%s old=%s new=%s",
                     worker.pod.key,
                     old.pod.uid,
                     worker.pod.uid,
                 )
-                await old.finished.wait()
+                await old.done.wait()
         worker.start()
         self._reap_when_done(worker)
 
     def _reap_when_done(self, worker: PodWorker) -> None:
         async def reap() -> None:
-            await worker.finished.wait()
+            await worker.done.wait()
             if self.workers.get(worker.pod.uid) is worker:
                 del self.workers[worker.pod.uid]
                 self.ctx.removed(worker)
@@ -161,7 +161,7 @@ class PodManager:
             events = [w.terminate() for w in workers]
             await asyncio.gather(*(e.wait() for e in events))
         for w in workers:
-            if w.task is not None and not w.finished.is_set():
+            if w.task is not None and not w.done.is_set():
                 w.task.cancel()
         await asyncio.gather(*(w.task for w in workers if w.task is not None), return_exceptions=True)
 

@@ -19,13 +19,14 @@ import time
 from collections.abc import Callable, Coroutine
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from minikubelet.backoff import Backoff, go_duration
 from minikubelet.containerenv import build_argv, build_env
 from minikubelet.errors import ContainerStartError, MinikubeletError
 from minikubelet.events import EventRecorder
-from minikubelet.podspec import Container, Pod
+from minikubelet.podspec import Container, Pod, ProbeKind, RestartPolicy
+from minikubelet.probe import ContainerView, PodView, ProbeResult
 from minikubelet.runtime.linux import LinuxRuntime, Sandbox
 from minikubelet.runtime.proc import ProcessHandle, is_alive
 from minikubelet.status import (
@@ -45,6 +46,15 @@ log = logging.getLogger(__name__)
 
 MIN_GRACE_SECONDS = 2  # the kubelet's minimumGracePeriodInSeconds between the stop signal and SIGKILL
 SANDBOX_KEY = "\0sandbox"
+RECREATE_KEY = "\0recreate"
+
+
+class Prober(Protocol):
+    """What the pod worker needs of the probe manager (probe/manager.py)."""
+
+    def add_pod(self, view: PodView, pod: Pod) -> None: ...
+
+    def remove_pod(self, uid: str) -> None: ...
 
 
 @dataclass(slots=True)
@@ -59,6 +69,7 @@ class WorkerContext:
     changed: Callable[[PodWorker | None], None] = lambda _w: None  # a worker's version moved (None: the set did)
     removed: Callable[[PodWorker], None] = lambda _w: None  # a worker is gone for good (its pod was deleted)
     admit: Callable[[Pod], tuple[bool, str, str]] = lambda _p: (True, "", "")  # (ok, reason, message)
+    probes: Prober | None = None
 
 
 @dataclass(slots=True)
@@ -98,11 +109,12 @@ class PodWorker:
         self.conditions = PodConditions()
         self._record = record
         self._sandbox_dead = False
+        self._recreate: tuple[str, ProbeKind, str] | None = None  # (container, probe kind, probe output)
         self._wake = asyncio.Event()
         self._wake_at: float | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self.task: asyncio.Task[None] | None = None
-        self.finished = asyncio.Event()
+        self.done = asyncio.Event()
 
     # ----- interface used by the manager -------------------------------------------------------------------
 
@@ -136,6 +148,8 @@ class PodWorker:
             if self._record is not None:
                 self._adopt(self._record)
                 self._record = None
+            if self.ctx.probes is not None and self.terminating is None:
+                self.ctx.probes.add_pod(self, self.pod)
             while self.terminating is None:
                 self._wake.clear()
                 try:
@@ -150,9 +164,11 @@ class PodWorker:
                 await self._sleep()
             await self._terminate()
         finally:
+            if self.ctx.probes is not None:
+                self.ctx.probes.remove_pod(self.pod.uid)
             if self.terminating is not None:
                 self.terminating.done.set()
-            self.finished.set()
+            self.done.set()
 
     async def _sleep(self) -> None:
         timeout = None if self._wake_at is None else max(0.0, self._wake_at - time.monotonic())
@@ -198,16 +214,28 @@ class PodWorker:
             self.start_time = time.time()
         if self._sandbox_dead:
             await self._sandbox_changed()
+        if self._recreate is not None:
+            await self._recreate_pod(*self._recreate)
         if self.sandbox is None and not await self._create_sandbox():
             return
         if not await self._sync_init_containers():
+            self._finish_if_done()
             return
         for c in self.pod.spec.containers:
             await self._sync_container(c)
         self._finish_if_done()
 
     async def _create_sandbox(self) -> bool:
-        remaining = self.backoff.remaining(SANDBOX_KEY, self._last_sandbox_failure, time.time())
+        now = time.time()
+        remaining = self.backoff.remaining(SANDBOX_KEY, self._last_sandbox_failure, now)
+        if self._recreated is not None:
+            container, at = self._recreated
+            remaining = max(remaining, self.backoff.remaining(RECREATE_KEY, at, now))
+            if remaining <= 0:
+                self.backoff.next(RECREATE_KEY, at)
+                self._recreated = None
+            else:
+                self._show_backoff(container, RECREATE_KEY)
         if remaining > 0:
             self._wake_in(remaining)
             return False
@@ -230,6 +258,7 @@ class PodWorker:
         return True
 
     _last_sandbox_failure = 0.0
+    _recreated: tuple[str, float] | None = None  # (container whose probe failed, when) until the pod is back
 
     def _watch_pause(self) -> None:
         assert self.sandbox is not None
@@ -249,12 +278,60 @@ class PodWorker:
         self._event("Normal", "SandboxChanged", "Pod sandbox changed, it will be killed and re-created.")
         for name in list(self.handles):
             await self.handles[name].wait(5)
-        await asyncio.sleep(0)
+        await self._discard_sandbox()
+
+    async def _discard_sandbox(self) -> None:
+        """Remove pause and network after the containers are gone; init containers run again in the next one."""
+        await asyncio.gather(*list(self._tasks), return_exceptions=True)
         await self.runtime.kill_sandbox(self.pod.uid, self.sandbox, remove_state=False)
         self.sandbox = None
         self.pause = None
+        for c in self.pod.spec.init_containers:
+            rec = self.records[c.name]
+            if rec.state is State.TERMINATED:
+                rec.last_terminated, rec.terminated = rec.terminated, None
+            rec.state, rec.reason, rec.message = State.WAITING, "PodInitializing", ""
         self._persist()
         self._changed()
+
+    async def _stop_containers(self, grace: int, messages: dict[str, str]) -> None:
+        """SIGTERM every running container, SIGKILL what is left after ``grace`` (floored at 2 s)."""
+        grace = max(grace, MIN_GRACE_SECONDS)
+        running = {n: h for n, h in self.handles.items() if not h.exited}
+        for name, handle in running.items():
+            self._event("Normal", "Killing", messages.get(name) or f"Stopping container {name}", name)
+            handle.send(signal.SIGTERM)
+        if not running:
+            return
+        await asyncio.gather(*(h.wait(grace) for h in running.values()))
+        for name, handle in running.items():
+            if not handle.exited:
+                log.warning("Container ignored SIGTERM for the grace period; killing it pod=%s container=%s "
+                            "grace=%ds", self.pod.key, name, grace)
+                handle.send(signal.SIGKILL)
+        await asyncio.gather(*(h.wait(10) for h in running.values()))
+
+    async def _recreate_pod(self, container: str, kind: ProbeKind, output: str) -> None:
+        """A liveness (or startup) failure: kill the whole pod and recreate it from the same spec (new pause, new
+        namespaces, new containers), with restart counts kept and CrashLoopBackOff between recreations.
+
+        A deliberate difference from the kubelet, which restarts only the failing container (see README)."""
+        self._recreate = None
+        spec = next(c for c in self.pod.spec.containers if c.name == container)
+        probe = spec.probe(kind)
+        grace = self.pod.spec.termination_grace_period_seconds
+        if probe is not None and probe.termination_grace_period_seconds is not None:
+            grace = probe.termination_grace_period_seconds
+        restart = self.pod.spec.restart_policy is not RestartPolicy.NEVER
+        what = kind.value.lower()
+        suffix = ", pod will be killed and re-created" if restart else ""
+        log.warning("Probe failure kills the pod pod=%s container=%s probe=%s output=%r", self.pod.key, container,
+                    what, output)
+        await self._stop_containers(grace, {container: f"Container {container} failed {what} probe{suffix}"})
+        if not restart:
+            return
+        self._recreated = (container, time.time())
+        await self._discard_sandbox()
 
     async def _sync_init_containers(self) -> bool:
         """Run init containers one at a time, in order; True once all have succeeded."""
@@ -294,24 +371,26 @@ class PodWorker:
         if remaining <= 0:
             self.backoff.next(c.name, finished)
             return True
-        if not (rec.state is State.WAITING and rec.reason == "CrashLoopBackOff"):
-            if rec.state is State.TERMINATED:
-                rec.last_terminated = rec.terminated
-                rec.terminated = None
-            rec.state = State.WAITING
-            rec.reason = "CrashLoopBackOff"
-            delay = go_duration(self.backoff.delay(c.name))
-            rec.message = f"back-off {delay} restarting failed container={c.name} pod={self.pod.full_name}"
-            self._event(
-                "Warning",
-                "BackOff",
-                f"Back-off restarting failed container {c.name} in pod {self.pod.full_name}",
-                c.name,
-            )
-            self._persist()
-            self._changed()
+        self._show_backoff(c.name, c.name)
         self._wake_in(remaining)
         return False
+
+    def _show_backoff(self, name: str, key: str) -> None:
+        """waiting/CrashLoopBackOff with the kubelet's message, and one BackOff event per back-off period."""
+        rec = self.records[name]
+        if rec.state is State.WAITING and rec.reason == "CrashLoopBackOff":
+            return
+        if rec.state is State.TERMINATED:
+            rec.last_terminated = rec.terminated
+            rec.terminated = None
+        rec.state = State.WAITING
+        rec.reason = "CrashLoopBackOff"
+        delay = go_duration(self.backoff.delay(key))
+        rec.message = f"back-off {delay} restarting failed container={name} pod={self.pod.full_name}"
+        self._event("Warning", "BackOff", f"Back-off restarting failed container {name} in pod {self.pod.full_name}",
+                    name)
+        self._persist()
+        self._changed()
 
     async def _start(self, c: Container, rec: ContainerRecord) -> None:
         assert self.sandbox is not None
@@ -427,23 +506,7 @@ class PodWorker:
 
     async def _terminate(self) -> None:
         assert self.terminating is not None
-        grace = max(self.terminating.grace, MIN_GRACE_SECONDS) if self.terminating.grace else MIN_GRACE_SECONDS
-        running = {n: h for n, h in self.handles.items() if not h.exited}
-        for name, handle in running.items():
-            self._event("Normal", "Killing", self.terminating.reason or f"Stopping container {name}", name)
-            handle.send(signal.SIGTERM)
-        if running:
-            await asyncio.gather(*(h.wait(grace) for h in running.values()))
-            for name, handle in running.items():
-                if not handle.exited:
-                    log.warning(
-                        "Container ignored SIGTERM for the grace period; killing it pod=%s container=%s grace=%ds",
-                        self.pod.key,
-                        name,
-                        grace,
-                    )
-                    handle.send(signal.SIGKILL)
-            await asyncio.gather(*(h.wait(10) for h in running.values()))
+        await self._stop_containers(self.terminating.grace, {})
         await asyncio.gather(*list(self._tasks), return_exceptions=True)
         self.pause = None
         await self.runtime.kill_sandbox(self.pod.uid, self.sandbox)
@@ -503,6 +566,57 @@ class PodWorker:
         log.info(
             "Pod re-adopted pod=%s uid=%s sandbox=%s", self.pod.key, self.pod.uid, "alive" if self.pause else "gone"
         )
+
+    # ----- PodView: what the prober reads and reports ---------------------------------------------------------
+
+    @property
+    def uid(self) -> str:
+        return self.pod.uid
+
+    @property
+    def namespace(self) -> str:
+        return self.pod.namespace
+
+    @property
+    def name(self) -> str:
+        return self.pod.name
+
+    def pod_ip(self) -> str:
+        return self.sandbox.ip if self.sandbox is not None else ""
+
+    def container_view(self, container: str) -> ContainerView | None:
+        rec = self.records.get(container)
+        if rec is None or rec.init:
+            return None
+        running = rec.state is State.RUNNING
+        term = rec.terminated or rec.last_terminated
+        will_restart = running or rec.instances == 0 or should_restart(self.pod.spec.restart_policy, term)
+        return ContainerView(running, rec.container_id, rec.started_at, rec.started, will_restart)
+
+    def deleting(self) -> bool:
+        return self.terminating is not None
+
+    def finished(self) -> bool:
+        return self.terminal
+
+    def probe_result(self, container: str, kind: ProbeKind, result: ProbeResult, message: str) -> None:
+        rec = self.records.get(container)
+        spec = next((c for c in self.pod.spec.containers if c.name == container), None)
+        if rec is None or spec is None or rec.state is not State.RUNNING:
+            return
+        if kind is ProbeKind.READINESS:
+            rec.ready = result is ProbeResult.SUCCESS and rec.started
+        elif kind is ProbeKind.STARTUP and result is ProbeResult.SUCCESS:
+            rec.started = True
+            rec.ready = spec.readiness_probe is None
+        elif result is ProbeResult.FAILURE and self.terminating is None and self._recreate is None:
+            self._recreate = (container, kind, message)
+            self.wake()
+        self._persist()
+        self._changed()
+
+    def record_event(self, type_: str, reason: str, message: str, container: str) -> None:
+        self._event(type_, reason, message, container)
 
     # ----- exec into a container (kubectl exec, exec probes) ------------------------------------------------
 

@@ -107,7 +107,7 @@ class ContainerRecord:
             "name": self.name,
             "state": state,
             "lastState": {"terminated": self.last_terminated.to_api()} if self.last_terminated else {},
-            "ready": self.ready,
+            "ready": self.succeeded() if self.init else self.ready,
             "restartCount": self.restart_count,
             "image": self.image,
             "imageID": "",
