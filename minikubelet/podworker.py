@@ -10,17 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
-import os
 import shutil
 import signal
 import time
 from collections.abc import Callable, Coroutine
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from minikubelet import podapi, podexec, podrecord
 from minikubelet.backoff import Backoff, go_duration
 from minikubelet.containerenv import build_argv, build_env
 from minikubelet.errors import ContainerStartError, MinikubeletError
@@ -28,7 +27,7 @@ from minikubelet.events import EventRecorder
 from minikubelet.podspec import Container, Pod, ProbeKind, RestartPolicy
 from minikubelet.probe import ContainerView, PodView, ProbeResult
 from minikubelet.runtime.linux import LinuxRuntime, Sandbox
-from minikubelet.runtime.proc import ProcessHandle, is_alive
+from minikubelet.runtime.proc import ProcessHandle
 from minikubelet.status import (
     ContainerRecord,
     PodConditions,
@@ -36,9 +35,7 @@ from minikubelet.status import (
     State,
     Termination,
     compute_phase,
-    conditions,
     container_id,
-    rfc3339,
     should_restart,
 )
 
@@ -86,17 +83,12 @@ class PodWorker:
         self.ctx = ctx
         self.runtime = ctx.runtime
         self.sandbox: Sandbox | None = None
+        first = "PodInitializing" if pod.spec.init_containers else "ContainerCreating"
         self.records: dict[str, ContainerRecord] = {
-            c.name: ContainerRecord(c.name, c.image, init=True, reason="PodInitializing" if False else "")
+            c.name: ContainerRecord(c.name, c.image, init=True, reason="PodInitializing")
             for c in pod.spec.init_containers
         }
-        for c in pod.spec.init_containers:
-            self.records[c.name].reason = ""
-        init_reason = "PodInitializing" if pod.spec.init_containers else "ContainerCreating"
-        for c in pod.spec.containers:
-            self.records[c.name] = ContainerRecord(c.name, c.image, reason=init_reason)
-        if pod.spec.init_containers:
-            self.records[pod.spec.init_containers[0].name].reason = "PodInitializing"
+        self.records.update({c.name: ContainerRecord(c.name, c.image, reason=first) for c in pod.spec.containers})
         self.handles: dict[str, ProcessHandle] = {}
         self.pause: ProcessHandle | None = None
         self.backoff = Backoff()
@@ -515,57 +507,13 @@ class PodWorker:
         log.info("Pod terminated pod=%s uid=%s", self.pod.key, self.pod.uid)
         self._changed()
 
-    # ----- persistence and re-adoption -------------------------------------------------------------------
+    # ----- persistence and re-adoption (podrecord.py) -----------------------------------------------------
 
     def _persist(self) -> None:
-        """Write what a restarted daemon needs to re-adopt this pod (atomic replace)."""
-        pod_dir = self.runtime.pod_dir(self.pod.uid)
-        if not pod_dir.is_dir():
-            return
-        data = {
-            "uid": self.pod.uid,
-            "namespace": self.pod.namespace,
-            "name": self.pod.name,
-            "source": self.pod.source,
-            "grace": self.pod.spec.termination_grace_period_seconds,
-            "created_at": self.created_at,
-            "start_time": self.start_time,
-            "terminal": self.terminal,
-            "sandbox": asdict(self.sandbox) if self.sandbox else None,
-            "containers": {n: r.to_dict() for n, r in self.records.items()},
-            "backoff": self.backoff.to_dict(),
-            "manifest": self.pod.manifest,
-        }
-        tmp = pod_dir / "record.json.tmp"
-        try:
-            tmp.write_text(json.dumps(data))
-            os.replace(tmp, pod_dir / "record.json")
-        except OSError as e:
-            log.warning("Could not save the pod record pod=%s error=%s", self.pod.key, e)
+        podrecord.save(self)
 
     def _adopt(self, data: dict[str, Any]) -> None:
-        """Take over a pod a previous daemon started: same processes, no restart; learn what ended meanwhile."""
-        self.created_at = float(data.get("created_at") or self.created_at)
-        self.start_time = data.get("start_time")
-        self.terminal = bool(data.get("terminal"))
-        self.admitted = True
-        self.backoff.load(data.get("backoff") or {})
-        for name, raw in (data.get("containers") or {}).items():
-            if name in self.records:
-                self.records[name] = ContainerRecord.from_dict(raw)
-        sb = data.get("sandbox")
-        if sb:
-            self.sandbox = Sandbox(**sb)
-            if is_alive(self.sandbox.pid, self.sandbox.start):
-                self._watch_pause()
-            else:
-                self._sandbox_dead = True
-        for name, rec in self.records.items():
-            if rec.state is State.RUNNING and rec.pid is not None and rec.start is not None:
-                self._watch(name, f"{name}.{rec.instances - 1}", rec.pid, rec.start)
-        log.info(
-            "Pod re-adopted pod=%s uid=%s sandbox=%s", self.pod.key, self.pod.uid, "alive" if self.pause else "gone"
-        )
+        podrecord.adopt(self, data)
 
     # ----- PodView: what the prober reads and reports ---------------------------------------------------------
 
@@ -618,113 +566,35 @@ class PodWorker:
     def record_event(self, type_: str, reason: str, message: str, container: str) -> None:
         self._event(type_, reason, message, container)
 
-    # ----- exec into a container (kubectl exec, exec probes) ------------------------------------------------
-
-    _exec_seq = 0
-
-    def _exec_args(self, container: str) -> tuple[ContainerRecord, Container]:
-        rec = self.records.get(container)
-        spec = next((c for c in self.pod.spec.containers if c.name == container), None)
-        if rec is None or spec is None:
-            raise MinikubeletError(f'container "{container}" not found in pod "{self.pod.name}"')
-        if rec.state is not State.RUNNING or rec.pid is None or rec.start is None or self.sandbox is None:
-            raise MinikubeletError(f'container "{container}" in pod "{self.pod.name}" is not running')
-        return rec, spec
-
-    def _exec_record(self) -> str:
-        PodWorker._exec_seq += 1
-        return f"exec.{PodWorker._exec_seq}"
+    # ----- exec into a container (podexec.py) -------------------------------------------------------------
 
     async def exec_start(
         self, container: str, argv: list[str], fds: tuple[int, ...], tty: bool = False
     ) -> tuple[int, int, str]:
-        """Start argv in a running container with the given stdio fds (or one pty slave with ``tty``).
-
-        Returns (host pid, start time, exit record); the exit code is then read with ``exec_exit_code``.
-        Raises MinikubeletError (not running, executable not found...)."""
-        rec, spec = self._exec_args(container)
-        assert self.sandbox is not None and rec.pid is not None and rec.start is not None
-        env = build_env(self.pod, spec, self.sandbox.ip, self.ctx.node_name, self.ctx.host_ip)
-        record = self._exec_record()
-        pid, start = await self.runtime.exec_process(
-            self.pod.uid, rec.pid, rec.start, record, argv, env, spec.working_dir, spec.run_as_user,
-            spec.run_as_group, fds, tty,
-        )
-        return pid, start, record
+        """Start argv in a running container with stdio ``fds`` (or one pty slave with ``tty``): (pid, start,
+        exit record). Raises MinikubeletError (not running, executable not found...)."""
+        return await podexec.exec_start(self, container, argv, fds, tty)
 
     async def exec_exit_code(self, record: str) -> int | None:
         """After an exec'd process is gone: its exit code as pause recorded it (None if unknown)."""
-        status = await self.runtime.wait_exit_record(self.pod.uid, record, self.sandbox)
-        with contextlib.suppress(FileNotFoundError):
-            (self.runtime.pod_dir(self.pod.uid) / "exits" / record).unlink()
-        return status.exit_code if status else None
+        return await podexec.exec_exit_code(self, record)
 
     async def exec_in_container(self, container: str, argv: list[str], timeout: float) -> tuple[int | None, bytes]:
         """Run argv in the container and wait (exec probes): (exit code or None on timeout, output ≤ 10 KiB)."""
-        rec, spec = self._exec_args(container)
-        assert self.sandbox is not None and rec.pid is not None and rec.start is not None
-        env = build_env(self.pod, spec, self.sandbox.ip, self.ctx.node_name, self.ctx.host_ip)
-        return await self.runtime.exec_sync(
-            self.pod.uid, self.sandbox, rec.pid, rec.start, self._exec_record(), argv, env, spec.working_dir,
-            spec.run_as_user, spec.run_as_group, timeout,
-        )
+        return await podexec.exec_in_container(self, container, argv, timeout)
 
     def log_path(self, container: str, previous: bool = False) -> Path | None:
         """The log file of the container's current (or previous) instance, or None if there is none."""
-        rec = self.records.get(container)
-        if rec is None or rec.instances == 0:
-            return None
-        index = rec.instances - (2 if previous else 1)
-        if index < 0:
-            return None
-        return self.runtime.container_log(self.pod, container, index)
+        return podexec.log_path(self, container, previous)
 
-    # ----- status for the API --------------------------------------------------------------------------------
+    # ----- status for the API (podapi.py builds the v1 objects) -------------------------------------------
 
     def phase(self) -> PodPhase:
         return compute_phase(self.pod, self.records)
 
     def to_api(self) -> dict[str, Any]:
-        pod = json.loads(json.dumps(self.pod.manifest)) if self.pod.manifest else {"metadata": {}, "spec": {}}
-        pod["kind"], pod["apiVersion"] = "Pod", "v1"
-        meta = pod.setdefault("metadata", {})
-        meta.update(
-            name=self.pod.name,
-            namespace=self.pod.namespace,
-            uid=self.pod.uid,
-            resourceVersion=str(self.version),
-            creationTimestamp=rfc3339(self.created_at),
-        )
-        if self.pod.labels:
-            meta["labels"] = dict(self.pod.labels)
-        if self.terminating is not None:
-            meta["deletionTimestamp"] = rfc3339(self.terminating.since + self.terminating.grace)
-            meta["deletionGracePeriodSeconds"] = self.terminating.grace
-        pod.setdefault("spec", {})["nodeName"] = self.ctx.node_name
-        pod["status"] = self.status()
-        return pod
+        """The v1 Pod: the manifest as loaded, live metadata, and the status."""
+        return podapi.pod_to_api(self)
 
     def status(self) -> dict[str, Any]:
-        now = time.time()
-        admitted = self.admitted or self.ctx.admit(self.pod)[0]
-        scheduled = (True, "", "") if admitted else self.ctx.admit(self.pod)
-        phase = self.phase() if admitted else PodPhase.PENDING
-        status: dict[str, Any] = {"phase": phase.value}
-        status["conditions"] = conditions(
-            self.pod, self.records, phase, self.sandbox is not None, self.conditions, now, scheduled
-        )
-        if not admitted:
-            return status
-        status["hostIP"] = self.ctx.host_ip
-        status["hostIPs"] = [{"ip": self.ctx.host_ip}]
-        if self.sandbox is not None and self.sandbox.ip:
-            status["podIP"] = self.sandbox.ip
-            status["podIPs"] = [{"ip": self.sandbox.ip}]
-        if self.start_time is not None:
-            status["startTime"] = rfc3339(self.start_time)
-        inits = [self.records[c.name].to_api() for c in self.pod.spec.init_containers]
-        if inits:
-            status["initContainerStatuses"] = inits
-        status["containerStatuses"] = [self.records[c.name].to_api() for c in self.pod.spec.containers]
-        status["qosClass"] = "BestEffort"
-        return status
+        return podapi.pod_status(self)

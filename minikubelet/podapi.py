@@ -1,0 +1,61 @@
+"""The v1 Pod object the API serves for a pod worker: manifest + live metadata + status (pure reads)."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import TYPE_CHECKING, Any
+
+from minikubelet.status import PodPhase, conditions, rfc3339
+
+if TYPE_CHECKING:
+    from minikubelet.podworker import PodWorker
+
+
+def pod_to_api(w: PodWorker) -> dict[str, Any]:
+    """The v1 Pod: the manifest as loaded (deep-copied), live metadata, and the status."""
+    pod = json.loads(json.dumps(w.pod.manifest)) if w.pod.manifest else {"metadata": {}, "spec": {}}
+    pod["kind"], pod["apiVersion"] = "Pod", "v1"
+    meta = pod.setdefault("metadata", {})
+    meta.update(
+        name=w.pod.name,
+        namespace=w.pod.namespace,
+        uid=w.pod.uid,
+        resourceVersion=str(w.version),
+        creationTimestamp=rfc3339(w.created_at),
+    )
+    if w.pod.labels:
+        meta["labels"] = dict(w.pod.labels)
+    if w.terminating is not None:
+        meta["deletionTimestamp"] = rfc3339(w.terminating.since + w.terminating.grace)
+        meta["deletionGracePeriodSeconds"] = w.terminating.grace
+    pod.setdefault("spec", {})["nodeName"] = w.ctx.node_name
+    pod["status"] = pod_status(w)
+    return pod
+
+
+def pod_status(w: PodWorker) -> dict[str, Any]:
+    """status: phase, conditions, IPs, start time, container statuses (kubelet generate.go order)."""
+    now = time.time()
+    admitted = w.admitted or w.ctx.admit(w.pod)[0]
+    scheduled = (True, "", "") if admitted else w.ctx.admit(w.pod)
+    phase = w.phase() if admitted else PodPhase.PENDING
+    status: dict[str, Any] = {"phase": phase.value}
+    status["conditions"] = conditions(
+        w.pod, w.records, phase, w.sandbox is not None, w.conditions, now, scheduled
+    )
+    if not admitted:
+        return status
+    status["hostIP"] = w.ctx.host_ip
+    status["hostIPs"] = [{"ip": w.ctx.host_ip}]
+    if w.sandbox is not None and w.sandbox.ip:
+        status["podIP"] = w.sandbox.ip
+        status["podIPs"] = [{"ip": w.sandbox.ip}]
+    if w.start_time is not None:
+        status["startTime"] = rfc3339(w.start_time)
+    inits = [w.records[c.name].to_api() for c in w.pod.spec.init_containers]
+    if inits:
+        status["initContainerStatuses"] = inits
+    status["containerStatuses"] = [w.records[c.name].to_api() for c in w.pod.spec.containers]
+    status["qosClass"] = "BestEffort"
+    return status

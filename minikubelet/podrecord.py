@@ -1,0 +1,74 @@
+"""A pod worker's record under <run-dir>/pods/<uid>/record.json: saved after every change, read on restart.
+
+With it a restarted daemon re-adopts the same processes (pid + start time, never pid alone), learns the exits pause
+recorded while it was down, and keeps restart counts, back-off and start times.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Any
+
+from minikubelet.runtime.linux import Sandbox
+from minikubelet.runtime.proc import is_alive
+from minikubelet.status import ContainerRecord, State
+
+if TYPE_CHECKING:
+    from minikubelet.podworker import PodWorker
+
+log = logging.getLogger(__name__)
+
+
+def save(w: PodWorker) -> None:
+    """Write what a restarted daemon needs to re-adopt this pod (atomic replace)."""
+    pod_dir = w.runtime.pod_dir(w.pod.uid)
+    if not pod_dir.is_dir():
+        return
+    data = {
+        "uid": w.pod.uid,
+        "namespace": w.pod.namespace,
+        "name": w.pod.name,
+        "source": w.pod.source,
+        "grace": w.pod.spec.termination_grace_period_seconds,
+        "created_at": w.created_at,
+        "start_time": w.start_time,
+        "terminal": w.terminal,
+        "sandbox": asdict(w.sandbox) if w.sandbox else None,
+        "containers": {n: r.to_dict() for n, r in w.records.items()},
+        "backoff": w.backoff.to_dict(),
+        "manifest": w.pod.manifest,
+    }
+    tmp = pod_dir / "record.json.tmp"
+    try:
+        tmp.write_text(json.dumps(data))
+        os.replace(tmp, pod_dir / "record.json")
+    except OSError as e:
+        log.warning("Could not save the pod record pod=%s error=%s", w.pod.key, e)
+
+
+def adopt(w: PodWorker, data: dict[str, Any]) -> None:
+    """Take over a pod a previous daemon started: same processes, no restart; learn what ended meanwhile."""
+    w.created_at = float(data.get("created_at") or w.created_at)
+    w.start_time = data.get("start_time")
+    w.terminal = bool(data.get("terminal"))
+    w.admitted = True
+    w.backoff.load(data.get("backoff") or {})
+    for name, raw in (data.get("containers") or {}).items():
+        if name in w.records:
+            w.records[name] = ContainerRecord.from_dict(raw)
+    sb = data.get("sandbox")
+    if sb:
+        w.sandbox = Sandbox(**sb)
+        if is_alive(w.sandbox.pid, w.sandbox.start):
+            w._watch_pause()
+        else:
+            w._sandbox_dead = True
+    for name, rec in w.records.items():
+        if rec.state is State.RUNNING and rec.pid is not None and rec.start is not None:
+            w._watch(name, f"{name}.{rec.instances - 1}", rec.pid, rec.start)
+    log.info(
+        "Pod re-adopted pod=%s uid=%s sandbox=%s", w.pod.key, w.pod.uid, "alive" if w.pause else "gone"
+    )
