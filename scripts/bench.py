@@ -17,7 +17,6 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -87,6 +86,10 @@ class Bench:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        if self.vs_podman and shutil.which("podman"):
+            from scripts.podman_peer import cleanup
+
+            cleanup()
         self.daemon.stop()
         self.daemon.reset()
         shutil.rmtree(self.root, ignore_errors=True)
@@ -142,14 +145,25 @@ class Bench:
         pss = [pss_kib(self.daemon.pause_pid(n)) / 1024 for n in names]
         self.results["per_pod_pss_mb"] = report(f"per-pod overhead PSS (pause), {count} pods", pss, "MB",
                                                 "target median<=1.5 (podman here ~1 MB)")
-        zygote = [p for p in _children(self.daemon.proc.pid if self.daemon.proc else 0)]
-        if zygote:
-            z = pss_kib(zygote[0]) / 1024
-            print(f"{'  shared zygote PSS (per daemon, not per pod)':<44} {z:8.2f} MB = {z / count:.3f} MB/pod")
+        helpers = _children(self.daemon.proc.pid if self.daemon.proc else 0)
+        helpers += [c for h in helpers for c in _children(h) if Path(f"/proc/{c}/comm").read_text().startswith("mk-")]
+        if helpers:
+            z = sum(pss_kib(h) for h in helpers) / 1024
+            print(f"{'  + zygote and pause factory (per daemon)':<44} {z:8.2f} MB = {z / count:.3f} MB/pod "
+                  "when shared by these pods")
         for n in names:
             self.daemon.remove(f"{n}.yaml")
         for n in names:
             self.daemon.wait_gone(n, timeout=120)
+        if self.vs_podman and shutil.which("podman"):
+            from scripts.podman_peer import overhead_kib
+
+            peer = [k / 1024 for k in overhead_kib(count)]
+            if peer:
+                pm = report(f"podman per-pod overhead PSS (infra+conmon), {count}", peer, "MB")
+                ratio = self.results["per_pod_pss_mb"]["median"] / pm["median"]
+                print(f"{'ratio minikubelet/podman (median)':<44} {ratio:.3f}")
+                self.results["podman_per_pod_pss_mb"] = pm
 
     def scale(self, count: int = 250) -> None:
         names = [f"s{i}" for i in range(count)]
