@@ -275,9 +275,8 @@ class PodWorker:
     async def _discard_sandbox(self) -> None:
         """Remove pause and network after the containers are gone; init containers run again in the next one."""
         await asyncio.gather(*list(self._tasks), return_exceptions=True)
-        await self.runtime.kill_sandbox(self.pod.uid, self.sandbox, remove_state=False)
-        self.sandbox = None
-        self.pause = None
+        sandbox, self.sandbox, self.pause = self.sandbox, None, None  # its exit is ours, not a sandbox death
+        await self.runtime.kill_sandbox(self.pod.uid, sandbox, remove_state=False)
         for c in self.pod.spec.init_containers:
             rec = self.records[c.name]
             if rec.state is State.TERMINATED:

@@ -179,6 +179,8 @@ class LinuxRuntime:
                 await handle.wait(5)
             outputs = await asyncio.gather(*readers)
         finally:
+            if not handle.exited:  # cancelled (probe worker stopped): the command must not outlive us
+                handle.send(signal.SIGKILL)
             handle.close()
             for task in readers:
                 task.cancel()

@@ -1,0 +1,236 @@
+"""One probe worker: the kubelet's per-(pod, container, kind) loop (kubelet-semantics.md §2.2, worker_legacy.go).
+
+The worker owns its counters and its "on hold" flag; it reads container state from the ``PodView`` on every tick and
+calls ``view.probe_result`` only when the published result changes. Probes run on a fixed-rate schedule computed from
+a monotonic base, so a slow probe never shifts it and missed ticks are dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import random
+import time
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+from minikubelet.podspec import Container, Probe, ProbeKind
+from minikubelet.probe import PodView, ProbeResult
+from minikubelet.probe.handlers import Outcome
+
+__all__ = ["GUARD_SLACK", "MAX_RETRIES", "Clock", "ProbeWorker", "RealClock", "Runner"]
+
+log = logging.getLogger(__name__)
+
+MAX_RETRIES = 3  # runProbeWithRetries: only errors are retried
+GUARD_SLACK = 1.0  # each run is bounded by timeoutSeconds + this, whatever the handler does
+
+Runner = Callable[[Probe, Container, PodView], Awaitable[Outcome]]
+
+
+class Clock(Protocol):
+    def monotonic(self) -> float: ...
+
+    def time(self) -> float: ...
+
+    async def sleep(self, seconds: float) -> None: ...
+
+
+class RealClock:
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def time(self) -> float:
+        return time.time()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+
+_INITIAL: dict[ProbeKind, ProbeResult | None] = {
+    ProbeKind.LIVENESS: ProbeResult.SUCCESS,
+    ProbeKind.READINESS: ProbeResult.FAILURE,
+    ProbeKind.STARTUP: None,  # Unknown: nothing is published
+}
+
+
+class ProbeWorker:
+    """Probes one container with one probe kind until the pod finishes, the container will not run again, or (for
+    liveness/startup) the pod is being deleted."""
+
+    def __init__(
+        self,
+        view: PodView,
+        container: Container,
+        kind: ProbeKind,
+        probe: Probe,
+        runner: Runner,
+        *,
+        clock: Clock | None = None,
+        manager_started: float | None = None,
+        rng: Callable[[], float] = random.random,
+    ) -> None:
+        self.view = view
+        self.container = container
+        self.kind = kind
+        self.probe = probe
+        self._runner = runner
+        self._clock: Clock = clock or RealClock()
+        # jitter only if the manager (the daemon) started less than one period before this worker
+        self._manager_started = manager_started
+        self._rng = rng
+        self.container_id = ""
+        self.on_hold = False
+        self.last_result: ProbeResult | None = None  # of the current run of identical results
+        self.result_run = 0
+        self.published: ProbeResult | None = None
+        self._first_seen_running: float | None = None  # wall clock, when started_at is unknown
+        self.probes_run = 0
+
+    def __repr__(self) -> str:
+        return f"ProbeWorker({self.view.uid}/{self.container.name}/{self.kind})"
+
+    # ------------------------------------------------------------------------------------------------- schedule
+
+    async def run(self) -> None:
+        """The worker task body: jitter, then a tick at once and every periodSeconds after, until _tick says stop."""
+        period = float(self.probe.period_seconds)
+        if self._manager_started is not None and self._clock.monotonic() - self._manager_started < period:
+            await self._clock.sleep(self._rng() * period)
+        base = self._clock.monotonic()
+        while True:
+            try:
+                keep_going = await self._tick()
+            except Exception:  # a bug must not end probing of this container: log and try again next period
+                log.exception(
+                    "Probe worker iteration failed pod=%s container=%s probe=%s",
+                    self.view.uid,
+                    self.container.name,
+                    self.kind,
+                )
+                keep_going = True
+            if not keep_going:
+                log.debug(
+                    "Probe worker ends pod=%s container=%s probe=%s", self.view.uid, self.container.name, self.kind
+                )
+                return
+            now = self._clock.monotonic()
+            ticks = math.floor((now - base) / period) + 1  # the next tick strictly after now; missed ones dropped
+            await self._clock.sleep(max(0.0, base + ticks * period - now))
+
+    # ----------------------------------------------------------------------------------------------------- tick
+
+    async def _tick(self) -> bool:
+        """One kubelet doProbe: False ends the worker."""
+        view = self.view
+        if view.finished():
+            return False
+        cv = view.container_view(self.container.name)
+        if cv is None or not cv.container_id:
+            return True  # not created yet: wait
+        if cv.container_id != self.container_id:
+            self._new_container(cv.container_id)
+        if not cv.running:
+            self._first_seen_running = None
+            if self.kind is ProbeKind.READINESS:
+                self._publish(ProbeResult.FAILURE, "container is not running")
+            return cv.will_restart
+        if self.on_hold:
+            return True
+        if view.deleting() and self.kind is not ProbeKind.READINESS:
+            self._publish(ProbeResult.SUCCESS, "pod is being deleted")  # a quiet shutdown: no kills from now on
+            return False
+        if self._in_initial_delay(cv.started_at):
+            return True
+        if self.kind is ProbeKind.STARTUP:
+            if cv.started:
+                return True  # started: the startup probe rests until the next container instance
+        elif not cv.started:
+            return True  # liveness and readiness wait for the startup probe
+        await self._probe_once()
+        return True
+
+    def _new_container(self, container_id: str) -> None:
+        self.container_id = container_id
+        self.on_hold = False
+        self.last_result = None
+        self.result_run = 0
+        self.published = None
+        self._first_seen_running = None
+        initial = _INITIAL[self.kind]
+        if initial is not None:
+            self._publish(initial, "")
+
+    def _in_initial_delay(self, started_at: float | None) -> bool:
+        delay = self.probe.initial_delay_seconds
+        now = self._clock.time()
+        if started_at is None:
+            if self._first_seen_running is None:
+                self._first_seen_running = now
+            started_at = self._first_seen_running
+        return delay > 0 and int(now - started_at) < delay
+
+    async def _probe_once(self) -> None:
+        outcome = await self._run_with_retries()
+        self.probes_run += 1
+        view, name, kind = self.view, self.container.name, self.kind
+        log.debug(
+            "Probe ran pod=%s container=%s probe=%s result=%s warning=%s error=%s output=%r",
+            view.uid,
+            name,
+            kind,
+            outcome.result,
+            outcome.warning,
+            outcome.error,
+            outcome.output,
+        )
+        if outcome.error:
+            state = outcome.result.value.lower()
+            message = f"{kind} probe errored and resulted in {state} state: {outcome.output}"
+            view.record_event("Warning", "Unhealthy", message, name)
+            return  # thrown away: does not count towards the thresholds
+        if outcome.warning:
+            view.record_event("Warning", "ProbeWarning", f"{kind} probe warning: {outcome.output}", name)
+        if outcome.result is ProbeResult.FAILURE:
+            view.record_event("Warning", "Unhealthy", f"{kind} probe failed: {outcome.output}", name)
+        result = ProbeResult.SUCCESS if outcome.result is ProbeResult.SUCCESS else ProbeResult.FAILURE
+        if result is self.last_result:
+            self.result_run += 1
+        else:
+            self.last_result = result
+            self.result_run = 1
+        threshold = self.probe.failure_threshold if result is ProbeResult.FAILURE else self.probe.success_threshold
+        if self.result_run < threshold:
+            return
+        self._publish(result, outcome.output, crossed=True)
+        if (kind is ProbeKind.LIVENESS and result is ProbeResult.FAILURE) or kind is ProbeKind.STARTUP:
+            self.on_hold = True  # until a new container instance: never probe one that is being killed
+            self.result_run = 0
+
+    async def _run_with_retries(self) -> Outcome:
+        guard = self.probe.timeout_seconds + GUARD_SLACK
+        outcome = Outcome(ProbeResult.UNKNOWN, "not run", error=True)
+        for _ in range(MAX_RETRIES):
+            try:
+                async with asyncio.timeout(guard):
+                    outcome = await self._runner(self.probe, self.container, self.view)
+            except TimeoutError:
+                return Outcome(ProbeResult.UNKNOWN, f"probe did not complete within {guard:g}s", error=True)
+            if not outcome.error:
+                return outcome
+        return outcome
+
+    def _publish(self, result: ProbeResult, message: str, *, crossed: bool = False) -> None:
+        """Tell the pod worker, only if the published result changes. ``crossed``: a probe threshold was met."""
+        if result is self.published:
+            return
+        self.published = result
+        uid, name, kind = self.view.uid, self.container.name, self.kind
+        if crossed and result is ProbeResult.FAILURE:
+            log.warning("Probe failed threshold pod=%s container=%s probe=%s output=%r", uid, name, kind, message)
+        elif crossed:
+            log.info("Probe succeeded threshold pod=%s container=%s probe=%s", uid, name, kind)
+        else:
+            log.debug("Probe result set pod=%s container=%s probe=%s result=%s", uid, name, kind, result)
+        self.view.probe_result(name, kind, result, message)
