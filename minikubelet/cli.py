@@ -1,4 +1,4 @@
-"""``minikubelet run|reset``: map command-line flags to Settings and start the Daemon (uvicorn's main.py role)."""
+"""``minikubelet run|reset|kubeconfig``: map command-line flags to Settings and start the Daemon (uvicorn's main.py)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from pathlib import Path
 
 from minikubelet import __version__
 from minikubelet.errors import MinikubeletError
+from minikubelet.kubeconfig import is_loopback, kubeconfig_path
 from minikubelet.settings import Settings, parse_listen
 
 log = logging.getLogger("minikubelet")
@@ -30,6 +31,9 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--listen", default="127.0.0.1:10250", metavar="HOST:PORT", help="API (default: %(default)s)")
     p.add_argument("--rescan-interval", type=float, default=d.rescan_interval, metavar="SECONDS",
                    help="full manifest rescan period (default: %(default)s)")
+    p.add_argument("--tls-cert", type=Path, default=None, metavar="FILE",
+                   help="serve HTTPS with this PEM certificate (required when --listen is beyond loopback)")
+    p.add_argument("--tls-key", type=Path, default=None, metavar="FILE", help="the PEM private key of --tls-cert")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
 
 
@@ -39,6 +43,8 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     _common(sub.add_parser("run", help="run the daemon"))
     _common(sub.add_parser("reset", help="stop every pod of this daemon and remove all it created"))
+    kc = sub.add_parser("kubeconfig", help="print the path of the kubeconfig the daemon writes (use as KUBECONFIG)")
+    kc.add_argument("--data-dir", type=Path, default=Settings().data_dir, metavar="DIR", help="default: %(default)s")
     return p
 
 
@@ -48,22 +54,35 @@ def settings_from(args: argparse.Namespace) -> Settings:
         cidr = ipaddress.IPv4Network(args.pod_cidr, strict=True)
     except ValueError as e:
         raise SystemExit(f"minikubelet: {e}") from None
+    if (args.tls_cert is None) != (args.tls_key is None):
+        raise SystemExit("minikubelet: give both --tls-cert and --tls-key, or neither")
+    if args.tls_cert is None and not is_loopback(host):
+        raise SystemExit(f"minikubelet: --listen {args.listen} is beyond loopback: give --tls-cert and --tls-key "
+                         "(HTTPS) so the API token never crosses the network in clear")
     if not 1 <= len(args.bridge) <= 15:
         raise SystemExit(f"minikubelet: --bridge {args.bridge!r}: a Linux interface name has 1 to 15 characters")
     return Settings(
         manifests=args.manifests.absolute(), data_dir=args.data_dir.absolute(), run_dir=args.run_dir.absolute(),
         log_dir=args.log_dir.absolute(), node_name=args.node_name, bridge=args.bridge, pod_cidr=cidr,
         listen_host=host, listen_port=port, rescan_interval=args.rescan_interval,
+        tls_cert=args.tls_cert.absolute() if args.tls_cert else None,
+        tls_key=args.tls_key.absolute() if args.tls_key else None,
     )
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
+        level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    if args.command == "kubeconfig":
+        path = kubeconfig_path(args.data_dir.absolute())
+        print(path)
+        if not path.exists():
+            print(f"minikubelet: {path} does not exist yet; it is written when the daemon starts", file=sys.stderr)
+        return
     if os.geteuid() != 0:
         raise SystemExit("minikubelet: needs root (it creates namespaces, veths and a bridge): run it with sudo")
     settings = settings_from(args)

@@ -11,21 +11,25 @@ import os
 import shutil
 import signal
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import psutil
 
 from minikubelet.api.app import ApiServer
 from minikubelet.errors import MinikubeletError
 from minikubelet.events import EventRecorder
+from minikubelet.kubeconfig import setup_access
 from minikubelet.network.bridge import BridgeNetwork
 from minikubelet.network.ipam import Ipam
+from minikubelet.node import Node
 from minikubelet.podmanager import PodManager
 from minikubelet.podworker import PodWorker, WorkerContext
+from minikubelet.probe.manager import ProbeManager
 from minikubelet.runtime.linux import LinuxRuntime
 from minikubelet.runtime.zygote import Zygote
 from minikubelet.settings import Settings
 from minikubelet.sources import FileSource, PodUpdate
+from minikubelet.store import ManifestStore
 
 log = logging.getLogger(__name__)
 
@@ -112,17 +116,31 @@ class Daemon:
         self.zygote = Zygote()
         self.runtime = LinuxRuntime(s.run_dir, s.log_dir, self.zygote, self.network, self.ipam)
         self.events = EventRecorder(self.next_version)
-        self.ctx = WorkerContext(self.runtime, self.events, s.node, host_ip(s.bridge), self.next_version,
+        node_ip = host_ip(s.bridge)
+        self.ctx = WorkerContext(self.runtime, self.events, s.node, node_ip, self.next_version,
                                  changed=self._changed, removed=self._removed)
         self.updates: asyncio.Queue[PodUpdate] = asyncio.Queue()
         self.source = FileSource(s.manifests, s.node, self.updates, rescan_interval=s.rescan_interval)
         self.manager = PodManager(self.ctx, self.updates)
+        self.node = Node(s.node, s.data_dir, node_ip, on_labels_changed=self.manager.wake_all)
+        self.ctx.admit = self.node.admit
+        self.probes = ProbeManager()
+        self.ctx.probes = self.probes
+        access = setup_access(s, node_ip)
         self.api = ApiServer(s.listen_host, s.listen_port, self.manager.pods, lambda: self.version, self.events,
-                             s.node, self.source.errors)
+                             s.node, self.source.errors, node=self.node, store=ManifestStore(s.manifests),
+                             defined=self.source.pod_by_key, next_version=self.next_version, token=access.token,
+                             loopback=access.loopback, ssl_context=access.ssl_context,
+                             probe_stats=self._probe_stats)
+
+    def _probe_stats(self) -> dict[str, Any]:
+        stats = getattr(self.probes, "stats", None)
+        return dict(stats()) if callable(stats) else {}
 
     def _changed(self, worker: PodWorker | None) -> None:
         if worker is None:
             self.next_version()
+            self.api.pods_changed()
         else:
             self.api.pod_changed(worker)
 
@@ -140,6 +158,7 @@ class Daemon:
         try:
             await self.network.ensure_bridge()
             await self.zygote.start()
+            await self.probes.start()
             self.manager.load_records()
             await self.source.start()
             self.manager.drain()
@@ -161,6 +180,7 @@ class Daemon:
         with contextlib.suppress(Exception):
             await self.source.stop()
         await self.manager.shutdown(stop_pods=stop_pods)
+        await self.probes.stop()
         await self.zygote.stop()
         await self.network.close()
         self.lock.release()

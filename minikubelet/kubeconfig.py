@@ -1,0 +1,131 @@
+"""The daemon's access file: a bearer token (``<data-dir>/token``, reused across restarts) and a kubeconfig
+(``<data-dir>/kubeconfig``) pointing kubectl at ``--listen``. Both are mode 0600 and written atomically."""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+import logging
+import secrets
+import ssl
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from minikubelet.errors import MinikubeletError
+from minikubelet.settings import Settings
+from minikubelet.store import write_atomic
+
+log = logging.getLogger(__name__)
+
+TOKEN_FILE = "token"
+KUBECONFIG_FILE = "kubeconfig"
+
+
+def kubeconfig_path(data_dir: Path) -> Path:
+    return data_dir / KUBECONFIG_FILE
+
+
+def load_or_create_token(data_dir: Path) -> str:
+    path = data_dir / TOKEN_FILE
+    try:
+        token = path.read_text().strip()
+        if len(token) >= 32:
+            path.chmod(0o600)
+            return token
+    except FileNotFoundError:
+        pass
+    token = secrets.token_urlsafe(32)
+    write_atomic(path, token.encode() + b"\n", 0o600)
+    log.info("API token created file=%s", path)
+    return token
+
+
+def is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def server_url(host: str, port: int, host_ip: str, tls: bool) -> str:
+    """The address kubectl should use: the listen host, or the node's IP when listening on every address."""
+    if host in ("0.0.0.0", "::"):
+        host = host_ip if host == "0.0.0.0" else "::1"
+    shown = f"[{host}]" if ":" in host else host
+    return f"{'https' if tls else 'http'}://{shown}:{port}"
+
+
+def write_kubeconfig(data_dir: Path, server: str, token: str, node: str, ca_cert: Path | None) -> Path:
+    cluster: dict[str, str] = {"server": server}
+    if ca_cert is not None:
+        cluster["certificate-authority-data"] = base64.b64encode(ca_cert.read_bytes()).decode()
+    config = {
+        "apiVersion": "v1", "kind": "Config",
+        "clusters": [{"name": "minikubelet", "cluster": cluster}],
+        "users": [{"name": "minikubelet", "user": {"token": token}}],
+        "contexts": [{"name": "minikubelet", "context": {"cluster": "minikubelet", "user": "minikubelet",
+                                                           "namespace": "default"}}],
+        "current-context": "minikubelet",
+        "preferences": {},
+    }
+    path = kubeconfig_path(data_dir)
+    write_atomic(path, yaml.safe_dump(config, sort_keys=False).encode(), 0o600)
+    log.info("Kubeconfig written file=%s server=%s node=%s", path, server, node)
+    return path
+
+
+@dataclass(frozen=True, slots=True)
+class Access:
+    token: str
+    loopback: bool
+    ssl_context: ssl.SSLContext | None
+    kubeconfig: Path
+
+
+def self_signed(data_dir: Path, host: str, node: str) -> tuple[Path, Path]:
+    """``<data-dir>/tls/api.{crt,key}``: a self-signed loopback certificate, made once with openssl and reused."""
+    tls_dir = data_dir / "tls"
+    cert, key = tls_dir / "api.crt", tls_dir / "api.key"
+    if cert.exists() and key.exists():
+        return cert, key
+    tls_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    names = ["IP:127.0.0.1", "IP:::1", "DNS:localhost", f"DNS:{node}"]
+    if host not in ("127.0.0.1", "::1", "0.0.0.0", "::"):
+        names.append(f"IP:{host}")
+    argv = ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+            "-days", "3650", "-subj", "/CN=minikubelet", "-addext", "subjectAltName=" + ",".join(names),
+            "-keyout", str(key), "-out", str(cert)]
+    try:
+        subprocess.run(argv, check=True, capture_output=True, timeout=30)
+    except (OSError, subprocess.SubprocessError) as e:
+        raise MinikubeletError(f"cannot create the API's self-signed certificate with openssl: {e}") from None
+    key.chmod(0o600)
+    log.info("Self-signed API certificate created file=%s", cert)
+    return cert, key
+
+
+def setup_access(settings: Settings, host_ip: str) -> Access:
+    """Token, TLS context and kubeconfig for --listen. Beyond loopback the certificate must be given; on loopback
+    a self-signed one is made (kubectl sends the token only over TLS)."""
+    loopback = is_loopback(settings.listen_host)
+    if settings.tls_cert is None or settings.tls_key is None:
+        if not loopback:
+            raise MinikubeletError(f"--listen {settings.listen_host}:{settings.listen_port} is beyond loopback: give "
+                                   "--tls-cert and --tls-key so the bearer token never crosses the network in clear")
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        cert, key = self_signed(settings.data_dir, settings.listen_host, settings.node)
+    else:
+        cert, key = settings.tls_cert, settings.tls_key
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as e:
+        raise MinikubeletError(f"cannot load the TLS certificate {cert} / key {key}: {e}") from None
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    token = load_or_create_token(settings.data_dir)
+    server = server_url(settings.listen_host, settings.listen_port, host_ip, True)
+    path = write_kubeconfig(settings.data_dir, server, token, settings.node, cert)
+    return Access(token, loopback, context, path)

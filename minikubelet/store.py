@@ -1,0 +1,165 @@
+"""The API's writer of the manifest directory, the single source of truth (issue 4, point 1).
+
+``create``/``apply`` write ``<manifests>/<namespace>_<name>.yaml``; ``label``/``apply`` rewrite the file that defines
+the pod (also a hand-written, multi-document one); ``delete`` removes the file or the pod's document from it. Every
+write is atomic (temp file in the same directory, fsync, rename), so the FileSource never reads half a file. The
+FileSource then loads the change like any edit by hand. Rewriting a hand-written file keeps its documents and
+their order but not its comments or formatting.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import stat
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+log = logging.getLogger(__name__)
+
+# Server-populated fields never written to a manifest file.
+SERVER_METADATA = ("uid", "resourceVersion", "creationTimestamp", "generation", "selfLink", "managedFields",
+                   "deletionTimestamp", "deletionGracePeriodSeconds")
+SERVER_ANNOTATIONS = ("kubernetes.io/config.source", "kubernetes.io/config.hash")
+MAX_FILENAME = 255
+
+
+class StoreError(Exception):
+    """The manifest file cannot be read or rewritten (message says which file and why)."""
+
+
+def write_atomic(path: Path, data: bytes, mode: int) -> None:
+    """Temp file in the same directory, chmod, fsync, rename: readers see the old or the new file, never half."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            os.fchmod(f.fileno(), mode)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    with contextlib.suppress(OSError):
+        dfd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+
+
+def clean_document(obj: dict[str, Any]) -> dict[str, Any]:
+    """A pod object as it belongs in a manifest file: no status, no server-set metadata."""
+    doc: dict[str, Any] = json.loads(json.dumps(obj))
+    doc.pop("status", None)
+    meta = doc.get("metadata")
+    if isinstance(meta, dict):
+        for key in SERVER_METADATA:
+            meta.pop(key, None)
+        annotations = meta.get("annotations")
+        if isinstance(annotations, dict):
+            for key in SERVER_ANNOTATIONS:
+                annotations.pop(key, None)
+            if not annotations:
+                meta.pop("annotations", None)
+    spec = doc.get("spec")
+    if isinstance(spec, dict):
+        spec.pop("nodeName", None)
+    return doc
+
+
+def _matches(doc: Any, namespace: str, name: str) -> bool:
+    if not isinstance(doc, dict):
+        return False
+    meta = doc.get("metadata")
+    if not isinstance(meta, dict):
+        return False
+    return meta.get("name") == name and (meta.get("namespace") or "default") == namespace
+
+
+class ManifestStore:
+    def __init__(self, directory: Path) -> None:
+        self.directory = Path(directory).absolute()
+
+    def path_for(self, namespace: str, name: str) -> Path:
+        """``<ns>_<name>.yaml``; overlong names are shortened with a hash so the file name stays ≤ 255 bytes."""
+        base = f"{namespace}_{name}"
+        if len(base) + 5 > MAX_FILENAME:
+            digest = hashlib.sha256(base.encode()).hexdigest()[:12]
+            base = f"{base[:200]}-{digest}"
+        return self.directory / f"{base}.yaml"
+
+    def create(self, namespace: str, name: str, doc: dict[str, Any]) -> Path:
+        """Write a new pod file; raises FileExistsError if the file is already there."""
+        path = self.path_for(namespace, name)
+        if os.path.lexists(path):
+            raise FileExistsError(str(path))
+        self.directory.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, _dump([doc], json_file=False), 0o644)
+        log.info("Pod manifest written file=%s pod=%s/%s", path, namespace, name)
+        return path
+
+    def read(self, path: Path) -> list[Any]:
+        try:
+            text = path.read_text(encoding="utf-8-sig")
+        except OSError as e:
+            raise StoreError(f"cannot read the manifest file {path}: {e.strerror}") from None
+        try:
+            return [d for d in yaml.safe_load_all(text) if d is not None]
+        except yaml.YAMLError as e:
+            raise StoreError(f"the manifest file {path} does not parse ({e}); fix it by hand first") from None
+
+    def document(self, path: Path, namespace: str, name: str) -> dict[str, Any]:
+        """The pod's own document in its file (as written, without defaults)."""
+        for doc in self.read(path):
+            if _matches(doc, namespace, name):
+                return dict(doc)
+        raise StoreError(f"pod {namespace}/{name} is no longer defined in {path}")
+
+    def replace(self, path: Path, namespace: str, name: str, doc: dict[str, Any]) -> None:
+        """Rewrite ``path`` with the pod's document replaced (other documents kept, in order)."""
+        docs = self.read(path)
+        index = next((i for i, d in enumerate(docs) if _matches(d, namespace, name)), None)
+        if index is None:
+            raise StoreError(f"pod {namespace}/{name} is no longer defined in {path}")
+        docs[index] = doc
+        write_atomic(path, _dump(docs, json_file=path.suffix == ".json"), _mode(path))
+        log.info("Pod manifest rewritten file=%s pod=%s/%s documents=%d", path, namespace, name, len(docs))
+
+    def remove(self, path: Path, namespace: str, name: str) -> None:
+        """Delete the pod from its file: unlink a file holding only it, else rewrite the file without it."""
+        try:
+            docs = self.read(path)
+        except StoreError:
+            docs = []
+        rest = [d for d in docs if not _matches(d, namespace, name)]
+        if rest and len(rest) < len(docs):
+            write_atomic(path, _dump(rest, json_file=path.suffix == ".json"), _mode(path))
+            log.info("Pod removed from its manifest file=%s pod=%s/%s documents=%d", path, namespace, name, len(rest))
+            return
+        if rest:
+            raise StoreError(f"pod {namespace}/{name} is no longer defined in {path}")
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        log.info("Pod manifest removed file=%s pod=%s/%s", path, namespace, name)
+
+
+def _mode(path: Path) -> int:
+    try:
+        return stat.S_IMODE(path.stat().st_mode) & ~0o022
+    except OSError:
+        return 0o644
+
+
+def _dump(docs: list[Any], *, json_file: bool) -> bytes:
+    if json_file and len(docs) == 1:
+        return json.dumps(docs[0], indent=2).encode() + b"\n"
+    return yaml.safe_dump_all(docs, sort_keys=False, default_flow_style=False, allow_unicode=True, width=4096).encode()

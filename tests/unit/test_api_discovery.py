@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+import itertools
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from minikubelet.api.app import ApiServer
+from minikubelet.events import EventRecorder
+from minikubelet.node import Node
+from minikubelet.store import ManifestStore
+
+TOKEN = "t" * 40
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
+
+
+@pytest.fixture
+async def client(tmp_path: Path) -> AsyncIterator[TestClient]:  # type: ignore[type-arg]
+    counter = itertools.count(1)
+    server = ApiServer("127.0.0.1", 0, lambda: [], lambda: 7, EventRecorder(lambda: next(counter)), "node1",
+                       lambda: {}, node=Node("node1", tmp_path, "192.0.2.2"), store=ManifestStore(tmp_path / "m"),
+                       defined=lambda _key: None, next_version=lambda: next(counter), token=TOKEN)
+    async with TestClient(TestServer(server.app)) as c:
+        yield c
+
+
+async def test_discovery_and_openapi(client: TestClient) -> None:  # type: ignore[type-arg]
+    r = await client.get("/api", headers={**AUTH, "Accept": "application/json;g=apidiscovery.k8s.io;v=v2;"
+                                                             "as=APIGroupDiscoveryList,application/json"})
+    assert r.headers["Content-Type"] == "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
+    resources = (await r.json())["items"][0]["versions"][0]["resources"]
+    assert [x["resource"] for x in resources] == ["pods", "nodes", "events", "namespaces"]
+    assert {s["subresource"] for s in resources[0]["subresources"]} == {"exec", "log", "status"}
+    legacy = await (await client.get("/api/v1", headers=AUTH)).json()
+    assert {x["name"] for x in legacy["resources"]} >= {"pods", "pods/log", "pods/exec", "nodes", "events"}
+    assert (await (await client.get("/apis", headers=AUTH)).json())["kind"] == "APIGroupList"
+    v3 = await (await client.get("/openapi/v3", headers=AUTH)).json()
+    assert v3 == {"paths": {"api/v1": {"serverRelativeURL": "/openapi/v3/api/v1"}}}
+    doc = await (await client.get("/openapi/v3/api/v1?hash=abc", headers=AUTH)).json()
+    op = doc["paths"]["/api/v1/namespaces/{namespace}/pods/{name}"]["patch"]
+    assert op["parameters"] == [{"name": "fieldValidation", "in": "query"}]
+    missing = await client.get("/openapi/v2", headers=AUTH)
+    assert missing.status == 404 and (await missing.json())["reason"] == "NotFound"
+    assert (await (await client.get("/version", headers=AUTH)).json())["minor"] == "37"
+
+
+async def test_auth_and_empty_table(client: TestClient) -> None:  # type: ignore[type-arg]
+    r = await client.get("/api/v1/namespaces/default/pods")
+    assert r.status == 401 and (await r.json())["reason"] == "Unauthorized"
+    assert (await client.get("/healthz")).status == 200
+    assert (await client.get("/pods")).status == 200  # loopback debug endpoint
+    r = await client.get("/api/v1/namespaces/default/pods?limit=500", headers={**AUTH, "Accept": TABLE})
+    assert r.headers["Content-Type"] == "application/json;as=Table;v=v1;g=meta.k8s.io"
+    body = await r.json()
+    assert body["kind"] == "Table" and body["rows"] == [] and body["metadata"]["resourceVersion"] == "7"
+    assert [c["name"] for c in body["columnDefinitions"]][:5] == ["Name", "Ready", "Status", "Restarts", "Age"]
+    nodes = await (await client.get("/api/v1/nodes", headers={**AUTH, "Accept": TABLE})).json()
+    assert nodes["rows"][0]["cells"][:2] == ["node1", "Ready"]
+    assert nodes["rows"][0]["object"]["metadata"]["labels"]["kubernetes.io/hostname"] == "node1"
+    events = await (await client.get("/api/v1/namespaces/default/events", headers=AUTH)).json()
+    assert events["kind"] == "EventList"
