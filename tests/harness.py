@@ -6,6 +6,7 @@ CLI in a subprocess; helpers poll the real API with generous timeouts instead of
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import os
@@ -18,7 +19,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -217,6 +218,28 @@ class DaemonHarness:
         if pods_dir.exists() and any(pods_dir.iterdir()):
             found.append(f"run state in {pods_dir}")
         return found
+
+
+@contextlib.contextmanager
+def running_daemon(run_id: str, prefix: str = "") -> Iterator[DaemonHarness]:
+    """A started daemon in a fresh temp root; on exit (also on failure) reset it and check nothing is left.
+
+    Raises AssertionError naming what was left (or the failed reset) after cleaning up what it could."""
+    root = Path(tempfile.mkdtemp(prefix=f"mk-{run_id}-{prefix}"))
+    harness = DaemonHarness(root, run_id)
+    try:
+        harness.start()
+        yield harness
+    finally:
+        pause_pids = harness.pod_processes()
+        harness.stop()
+        result = harness.reset()
+        left = harness.leftovers(pause_pids)
+        if harness.proc is not None and harness.proc.poll() is None:
+            harness.proc.kill()
+        shutil.rmtree(root, ignore_errors=True)
+        if result.returncode != 0 or left:
+            raise AssertionError(f"cleanup failed: reset rc={result.returncode} left={left}\n{result.stderr[-2000:]}")
 
 
 def alive(pid: int) -> bool:

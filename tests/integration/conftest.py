@@ -5,10 +5,7 @@ The harness itself lives in tests/harness.py (shared with scripts/bench); its na
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -20,25 +17,17 @@ from tests.harness import (  # noqa: F401 - re-exported for the test modules
     http_get,
     httpd,
     pod_yaml,
+    running_daemon,
     sh,
 )
 
 
 @pytest.fixture
 def daemon(run_id: str) -> Iterator[DaemonHarness]:
-    root = Path(tempfile.mkdtemp(prefix=f"mk-{run_id}-"))
-    harness = DaemonHarness(root, run_id)
     try:
-        harness.start()
-        yield harness
-    finally:
-        pause_pids = harness.pod_processes()
-        harness.stop()
-        result = harness.reset()
-        left = harness.leftovers(pause_pids)
-        if harness.proc is not None and harness.proc.poll() is None:
-            harness.proc.kill()
-        shutil.rmtree(root, ignore_errors=True)
-        if result.returncode != 0 or left:
-            pytest.fail(f"cleanup failed: reset rc={result.returncode} left={left}\n{result.stderr[-2000:]}")
-
+        with running_daemon(run_id) as harness:
+            yield harness
+    except AssertionError as e:
+        if "cleanup failed" not in str(e):
+            raise
+        pytest.fail(str(e))

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import shutil
 import subprocess
 import tempfile
 import time
@@ -17,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.harness import BUSYBOX, DaemonHarness, alive, events_of, pod_yaml, sh
+from tests.harness import BUSYBOX, DaemonHarness, alive, events_of, pod_yaml, running_daemon, sh
 
 pytestmark = pytest.mark.root
 
@@ -275,22 +274,9 @@ class Corpus:
 
 @pytest.fixture(scope="module")
 def corpus(run_id: str) -> Iterator[Corpus]:
-    root = Path(tempfile.mkdtemp(prefix=f"mk-{run_id}-corpus-"))
-    harness = DaemonHarness(root, run_id)
-    try:
-        harness.start()
+    with running_daemon(run_id, "corpus-") as harness:
         harness.write("corpus-good.yaml", pod_yaml("corpus-good", SLEEPER))
         yield Corpus(harness, snapshot(harness, "corpus-good"))
-    finally:
-        pause_pids = harness.pod_processes()
-        harness.stop()
-        result = harness.reset()
-        left = harness.leftovers(pause_pids)
-        if harness.proc is not None and harness.proc.poll() is None:
-            harness.proc.kill()
-        shutil.rmtree(root, ignore_errors=True)
-        if result.returncode != 0 or left:
-            pytest.fail(f"cleanup failed: reset rc={result.returncode} left={left}\n{result.stderr[-2000:]}")
 
 
 def expected_of(path: Path) -> str:
