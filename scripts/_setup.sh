@@ -20,7 +20,7 @@
 
 MK_TOP="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
 MK_VENV="$MK_TOP/.venv"
-MK_APT_PACKAGES=(python3 iproute2 busybox-static procps tmux)
+MK_APT_PACKAGES=(python3 iproute2 busybox-static procps tmux openssl)
 
 mk_die() {
     echo "minikubelet setup: $*" >&2
@@ -73,7 +73,7 @@ mk_ensure_packages() {
         case "$pkg" in
             # Any working python3 (or an explicit interpreter) will do; the version is checked later.
             python3) { [ -n "${MINIKUBELET_PYTHON:-}" ] || command -v python3 >/dev/null 2>&1; } && continue ;;
-            tmux) command -v tmux >/dev/null 2>&1 && continue ;;
+            tmux | openssl) command -v "$pkg" >/dev/null 2>&1 && continue ;;
         esac
         command -v dpkg-query >/dev/null 2>&1 && mk_pkg_installed "$pkg" && continue
         missing+=("$pkg")
