@@ -280,14 +280,21 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("what", nargs="?", default="all",
                     choices=["all", "start", "stop", "overhead", "scale", "api", "probes"])
-    ap.add_argument("--runs", type=int, default=30)
+    ap.add_argument("--runs", type=int, default=None, help="repetitions (default 30; 10 for probes)")
     ap.add_argument("--vs-podman", action="store_true")
     ap.add_argument("--json", type=Path, help="also write the figures as JSON here")
     args = ap.parse_args()
     uname = os.uname()
     print(f"machine: {uname.sysname} {uname.release} {uname.machine}, {os.cpu_count()} CPUs, "
           f"Python {sys.version.split()[0]}")
-    with Bench(args.runs, args.vs_podman) as b:
+    if args.what == "probes":  # its own daemon (a /22 pod CIDR for 500 pods): scripts/bench_probes.py
+        from scripts.bench_probes import run
+
+        results = run("probes", args.runs or 10)
+        if args.json:
+            args.json.write_text(json.dumps(results, indent=2))
+        return
+    with Bench(args.runs or 30, args.vs_podman) as b:
         if args.what in ("all", "start", "stop"):
             b.start_stop()
         if args.what in ("all", "overhead"):

@@ -52,7 +52,7 @@ def used_cidrs() -> set[ipaddress.IPv4Network]:
 
 
 class DaemonHarness:
-    def __init__(self, root: Path, run_id: str) -> None:
+    def __init__(self, root: Path, run_id: str, prefix: int = 24) -> None:
         self.root = root
         self.manifests = root / "manifests"
         self.data_dir = root / "data"
@@ -61,7 +61,8 @@ class DaemonHarness:
         self.bridge = f"mkt{run_id[:4]}{random.randrange(16**4):04x}"[:15]
         used = used_cidrs()
         while True:
-            cidr = ipaddress.IPv4Network(f"10.{random.randrange(200, 250)}.{random.randrange(256)}.0/24")
+            third = random.randrange(0, 256, 2 ** max(0, 24 - prefix))  # aligned for prefixes up to /16
+            cidr = ipaddress.IPv4Network(f"10.{random.randrange(200, 250)}.{third}.0/{prefix}")
             if not any(cidr.overlaps(u) for u in used):
                 break
         self.cidr = cidr

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -25,6 +26,7 @@ __all__ = ["ProbeManager"]
 log = logging.getLogger(__name__)
 
 _Key = tuple[str, ProbeKind]  # (container name, kind)
+LATENESS_SAMPLES = 10_000  # stats(): lateness percentiles over this many most recent probe starts
 
 
 @dataclass(slots=True)
@@ -64,6 +66,8 @@ class ProbeManager:
         self._pods: dict[str, dict[_Key, _Entry]] = {}
         self._views: dict[str, PodView] = {}
         self._tasks: set[asyncio.Task[None]] = set()  # strong references until each task is done
+        self._probes_run = 0
+        self._lateness: deque[float] = deque(maxlen=LATENESS_SAMPLES)  # seconds, most recent probe starts
 
     async def start(self) -> None:
         """Create the shared HTTP session: no proxy from the environment, no keep-alive, no TLS verification,
@@ -126,6 +130,29 @@ class ProbeManager:
         for entry in self._pods.pop(uid, {}).values():
             entry.task.cancel()
 
+    def stats(self) -> dict[str, float | int]:
+        """Probes run since start, live workers, and probe start lateness against schedule (p50/p99/max in ms over
+        the last ``LATENESS_SAMPLES`` probe starts)."""
+        samples = sorted(self._lateness)
+
+        def pct(q: float) -> float:
+            if not samples:
+                return 0.0
+            return round(samples[min(len(samples) - 1, round(q * (len(samples) - 1)))] * 1000, 3)
+
+        return {
+            "probes_run": self._probes_run,
+            "workers": sum(1 for t in self._tasks if not t.done()),
+            "lateness_samples": len(samples),
+            "lateness_p50_ms": pct(0.50),
+            "lateness_p99_ms": pct(0.99),
+            "lateness_max_ms": round(samples[-1] * 1000, 3) if samples else 0.0,
+        }
+
+    def _probe_started(self, lateness: float) -> None:
+        self._probes_run += 1
+        self._lateness.append(lateness)
+
     def workers(self, uid: str) -> list[ProbeWorker]:
         """The pod's workers whose task has not ended (for status and tests)."""
         return [e.worker for e in self._pods.get(uid, {}).values() if not e.task.done()]
@@ -142,6 +169,7 @@ class ProbeManager:
             clock=self._clock,
             manager_started=self._started,
             rng=self._rng,
+            on_probe_start=self._probe_started,
         )
         task = asyncio.get_running_loop().create_task(worker.run(), name=f"probe {view.uid} {container.name} {kind}")
         self._tasks.add(task)

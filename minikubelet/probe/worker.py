@@ -70,6 +70,7 @@ class ProbeWorker:
         clock: Clock | None = None,
         manager_started: float | None = None,
         rng: Callable[[], float] = random.random,
+        on_probe_start: Callable[[float], None] | None = None,
     ) -> None:
         self.view = view
         self.container = container
@@ -87,6 +88,8 @@ class ProbeWorker:
         self.published: ProbeResult | None = None
         self._first_seen_running: float | None = None  # wall clock, when started_at is unknown
         self.probes_run = 0
+        self._on_probe_start = on_probe_start  # called with the lateness (s) of each probe against its tick
+        self._scheduled: float | None = None  # monotonic time the current tick was due
 
     def __repr__(self) -> str:
         return f"ProbeWorker({self.view.uid}/{self.container.name}/{self.kind})"
@@ -99,6 +102,7 @@ class ProbeWorker:
         if self._manager_started is not None and self._clock.monotonic() - self._manager_started < period:
             await self._clock.sleep(self._rng() * period)
         base = self._clock.monotonic()
+        self._scheduled = base
         while True:
             try:
                 keep_going = await self._tick()
@@ -117,7 +121,8 @@ class ProbeWorker:
                 return
             now = self._clock.monotonic()
             ticks = math.floor((now - base) / period) + 1  # the next tick strictly after now; missed ones dropped
-            await self._clock.sleep(max(0.0, base + ticks * period - now))
+            self._scheduled = base + ticks * period
+            await self._clock.sleep(max(0.0, self._scheduled - now))
 
     # ----------------------------------------------------------------------------------------------------- tick
 
@@ -172,6 +177,8 @@ class ProbeWorker:
         return delay > 0 and int(now - started_at) < delay
 
     async def _probe_once(self) -> None:
+        if self._on_probe_start is not None and self._scheduled is not None:
+            self._on_probe_start(max(0.0, self._clock.monotonic() - self._scheduled))
         outcome = await self._run_with_retries()
         self.probes_run += 1
         view, name, kind = self.view, self.container.name, self.kind
