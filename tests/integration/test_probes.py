@@ -383,7 +383,7 @@ def test_startup_failure_recreates_the_pod(daemon: DaemonHarness) -> None:
     daemon.write("sfail.yaml", pod_yaml("sfail", [idle("app", startupProbe=startup)],
                                         terminationGracePeriodSeconds=2))
     daemon.wait_running("sfail")
-    seen = watch_pause(daemon, "sfail", 1, 20)
+    seen = watch_pause(daemon, "sfail", 1, 40)
     ev = wait_event(daemon, "sfail", "Killing", "app")
     assert ev["message"] == "Container app failed startup probe, pod will be killed and re-created"
     assert {e["message"] for e in events(daemon, "sfail", "Unhealthy", "app")} == {"Startup probe failed: "}
@@ -446,7 +446,7 @@ def test_liveness_failure_recreates_the_pod_which_serves_again(daemon: DaemonHar
     unhealthy = events(daemon, "reborn", "Unhealthy", "web")
     assert {e["message"] for e in unhealthy} == {"Liveness probe failed: HTTP probe failed with statuscode: 404"}
     assert unhealthy[0]["count"] >= 2 if "count" in unhealthy[0] else len(unhealthy) >= 1
-    pause1 = watch_pause(daemon, "reborn", 1, 15)[1][1]
+    pause1 = watch_pause(daemon, "reborn", 1, 40)[1][1]
     assert pause1 != pause0
     assert netns_inode(pause1) != net0, "the recreated pod kept its network namespace"
     pod = wait_pod(daemon, "reborn", lambda p: status_of(p, "web")["restartCount"] == 1
