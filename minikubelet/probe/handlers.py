@@ -149,9 +149,8 @@ def _client_error_text(shown: str, url: URL, exc: BaseException) -> str:
     return f'Get "{shown}": {exc}'
 
 
-async def http_get(probe: Probe, container: Container, pod_ip: str, session: aiohttp.ClientSession) -> Outcome:
-    """GET scheme://host:port/path; 200–399 is success (a final 3xx a warning); the whole exchange is bounded by
-    timeoutSeconds; same-host redirects are followed (at most 10), other hosts are not."""
+def _target(probe: Probe, container: Container, pod_ip: str) -> tuple[str, int] | Outcome:
+    """(host, port) to probe, or the error Outcome when the port does not resolve or there is no address yet."""
     try:
         port = resolve_port(probe.port, container)
     except PortError as exc:
@@ -159,6 +158,16 @@ async def http_get(probe: Probe, container: Container, pod_ip: str, session: aio
     host = probe.host or pod_ip
     if not host:
         return Outcome(ProbeResult.UNKNOWN, "the pod has no IP yet", error=True)
+    return host, port
+
+
+async def http_get(probe: Probe, container: Container, pod_ip: str, session: aiohttp.ClientSession) -> Outcome:
+    """GET scheme://host:port/path; 200–399 is success (a final 3xx a warning); the whole exchange is bounded by
+    timeoutSeconds; same-host redirects are followed (at most 10), other hosts are not."""
+    resolved = _target(probe, container, pod_ip)
+    if isinstance(resolved, Outcome):
+        return resolved
+    host, port = resolved
     shown = probe_url(probe, host, port)  # Go's spelling, for messages (yarl drops a default port)
     url = URL(shown)
     first_host = url.host
@@ -224,13 +233,10 @@ async def _resolve(host: str, port: int) -> tuple[socket.AddressFamily, tuple[st
 
 async def tcp_socket(probe: Probe, container: Container, pod_ip: str) -> Outcome:
     """Connect to host:port within timeoutSeconds and close at once; no data is sent."""
-    try:
-        port = resolve_port(probe.port, container)
-    except PortError as exc:
-        return Outcome(ProbeResult.UNKNOWN, str(exc), error=True)
-    host = probe.host or pod_ip
-    if not host:
-        return Outcome(ProbeResult.UNKNOWN, "the pod has no IP yet", error=True)
+    resolved = _target(probe, container, pod_ip)
+    if isinstance(resolved, Outcome):
+        return resolved
+    host, port = resolved
     addr = _join_host_port(host, port)
     sock: socket.socket | None = None
     try:
