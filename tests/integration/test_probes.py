@@ -162,9 +162,13 @@ def pids_in_pidns(pause: int, argv: list[str]) -> list[int]:
     return found
 
 
-def watch_pause(daemon: DaemonHarness, name: str, changes: int, timeout: float) -> list[tuple[float, int]]:
-    """Poll the pod's pause pid until it has changed ``changes`` times: [(monotonic time seen, pid), ...]."""
-    seen = [(time.monotonic(), daemon.pause_pid(name))]
+def watch_pause(daemon: DaemonHarness, name: str, changes: int, timeout: float,
+                since: int | None = None) -> list[tuple[float, int]]:
+    """Poll the pod's pause pid until it has changed ``changes`` times: [(monotonic time seen, pid), ...].
+
+    ``since`` is the pause pid the count starts from; pass it when the first change may already have happened
+    (a recreation takes tens of milliseconds, so it can complete before the first poll)."""
+    seen = [(time.monotonic(), daemon.pause_pid(name) if since is None else since)]
     deadline = time.monotonic() + timeout
     while len(seen) <= changes:
         assert time.monotonic() < deadline, f"pause of {name} changed {len(seen) - 1}/{changes} times: {seen}"
@@ -187,7 +191,7 @@ def test_http_500_liveness_recreates_pod_and_backs_off(daemon: DaemonHarness, ww
                                        terminationGracePeriodSeconds=2))
     daemon.wait_running("h500")
     first_pause = daemon.pause_pid("h500")
-    seen = watch_pause(daemon, "h500", 2, 45)
+    seen = watch_pause(daemon, "h500", 2, 45, since=first_pause)
     unhealthy = events(daemon, "h500", "Unhealthy", "web")
     assert unhealthy and unhealthy[0]["type"] == "Warning"
     assert {e["message"] for e in unhealthy} == {"Liveness probe failed: HTTP probe failed with statuscode: 500"}
@@ -383,7 +387,7 @@ def test_startup_failure_recreates_the_pod(daemon: DaemonHarness) -> None:
     daemon.write("sfail.yaml", pod_yaml("sfail", [idle("app", startupProbe=startup)],
                                         terminationGracePeriodSeconds=2))
     daemon.wait_running("sfail")
-    seen = watch_pause(daemon, "sfail", 1, 40)
+    seen = watch_pause(daemon, "sfail", 1, 40, since=daemon.pause_pid("sfail"))
     ev = wait_event(daemon, "sfail", "Killing", "app")
     assert ev["message"] == "Container app failed startup probe, pod will be killed and re-created"
     assert {e["message"] for e in events(daemon, "sfail", "Unhealthy", "app")} == {"Startup probe failed: "}
@@ -446,7 +450,7 @@ def test_liveness_failure_recreates_the_pod_which_serves_again(daemon: DaemonHar
     unhealthy = events(daemon, "reborn", "Unhealthy", "web")
     assert {e["message"] for e in unhealthy} == {"Liveness probe failed: HTTP probe failed with statuscode: 404"}
     assert unhealthy[0]["count"] >= 2 if "count" in unhealthy[0] else len(unhealthy) >= 1
-    pause1 = watch_pause(daemon, "reborn", 1, 40)[1][1]
+    pause1 = watch_pause(daemon, "reborn", 1, 40, since=pause0)[1][1]
     assert pause1 != pause0
     assert netns_inode(pause1) != net0, "the recreated pod kept its network namespace"
     pod = wait_pod(daemon, "reborn", lambda p: status_of(p, "web")["restartCount"] == 1
