@@ -222,12 +222,12 @@ class DaemonHarness:
 
 
 @contextlib.contextmanager
-def running_daemon(run_id: str, prefix: str = "") -> Iterator[DaemonHarness]:
+def running_daemon(run_id: str, prefix: str = "", cidr_prefix: int = 24) -> Iterator[DaemonHarness]:
     """A started daemon in a fresh temp root; on exit (also on failure) reset it and check nothing is left.
 
     Raises AssertionError naming what was left (or the failed reset) after cleaning up what it could."""
     root = Path(tempfile.mkdtemp(prefix=f"mk-{run_id}-{prefix}"))
-    harness = DaemonHarness(root, run_id)
+    harness = DaemonHarness(root, run_id, prefix=cidr_prefix)
     try:
         harness.start()
         yield harness

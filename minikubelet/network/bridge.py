@@ -1,6 +1,9 @@
 """Host side of the pod network: one Linux bridge carrying the gateway address, one veth pair per pod.
 
-Uses pyroute2's AsyncIPRoute on one netlink socket from the daemon's event loop. Never the sync IPRoute,
+Uses pyroute2's AsyncIPRoute on one netlink socket from the daemon's event loop, with at most ``MAX_IN_FLIGHT``
+requests outstanding: hundreds of pods created at once would otherwise overflow the socket's receive buffer with
+replies (ENOBUFS), and pyroute2 then fails every later request on that socket. Should the socket still fail, it is
+reopened and the request reported as a NetworkError, so the pod worker retries it. Never the sync IPRoute,
 ``IPRoute(netns=...)`` or ``netns.create()``: those fork the caller (house-style §4.10). The pod end of each veth is
 created directly inside the pod's network namespace (``IFLA_NET_NS_FD`` in the peer attributes) in the same request,
 so there is no move step; addresses inside the namespace are set by ``minikubelet.nsexec.netconf``. No NAT, no
@@ -10,6 +13,7 @@ iptables, ip_forward is left alone.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import hashlib
 import ipaddress
@@ -17,6 +21,7 @@ import logging
 import os
 import socket
 import struct
+from collections.abc import AsyncIterator
 from typing import Any
 
 from pyroute2 import AsyncIPRoute
@@ -27,6 +32,7 @@ from minikubelet.errors import NetworkError
 log = logging.getLogger(__name__)
 
 POD_IFNAME = "eth0"
+MAX_IN_FLIGHT = 8  # netlink requests outstanding on the shared socket at once
 
 RTM_DELLINK = 17
 NLMSG_ERROR = 2
@@ -81,6 +87,7 @@ class BridgeNetwork:
         self.cidr = cidr
         self.gateway = ipaddress.IPv4Address(int(cidr.network_address) + 1)
         self._ipr: Any = None
+        self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
 
     async def open(self) -> None:
         """Open the netlink socket (idempotent)."""
@@ -99,6 +106,31 @@ class BridgeNetwork:
             raise NetworkError("the netlink socket is not open; call BridgeNetwork.open() first")
         return self._ipr
 
+    @contextlib.asynccontextmanager
+    async def _netlink(self, what: str) -> AsyncIterator[Any]:
+        """One netlink exchange on the shared socket: waits for a free slot; a socket-level failure (anything but
+        the kernel's NetlinkError answer) reopens the socket and becomes a short NetworkError."""
+        async with self._slots:
+            ipr = self.ipr
+            try:
+                yield ipr
+            except NetlinkError:
+                raise
+            except OSError as exc:
+                self._reopen(ipr)
+                raise NetworkError(
+                    f"{what} failed: the netlink socket broke ({exc.strerror or exc}, errno {exc.errno}); "
+                    "it was reopened and the request will be retried"
+                ) from None
+
+    def _reopen(self, broken: Any) -> None:
+        if self._ipr is not broken:
+            return  # another request already replaced it
+        log.warning("Reopening the netlink socket after a socket error bridge=%s", self.bridge)
+        with contextlib.suppress(Exception):
+            broken.close()
+        self._ipr = AsyncIPRoute()
+
     def veth_name(self, uid: str) -> str:
         """Host-side veth name of pod ``uid``: deterministic from (bridge, uid), pure."""
         return veth_name_for(self.bridge, uid)
@@ -108,7 +140,8 @@ class BridgeNetwork:
         link = await self._get_link(self.bridge)
         if link is None:
             try:
-                await self.ipr.link("add", ifname=self.bridge, kind="bridge")
+                async with self._netlink(f"creating bridge {self.bridge}") as ipr:
+                    await ipr.link("add", ifname=self.bridge, kind="bridge")
                 log.info("Created bridge bridge=%s", self.bridge)
             except NetlinkError as exc:
                 if exc.code != errno.EEXIST:
@@ -129,9 +162,14 @@ class BridgeNetwork:
         index = link["index"]
         if not await self._has_gateway_address(index):
             try:
-                await self.ipr.addr(
-                    "add", index=index, address=str(self.gateway), prefixlen=self.cidr.prefixlen, family=socket.AF_INET
-                )
+                async with self._netlink(f"adding the gateway address to bridge {self.bridge}") as ipr:
+                    await ipr.addr(
+                        "add",
+                        index=index,
+                        address=str(self.gateway),
+                        prefixlen=self.cidr.prefixlen,
+                        family=socket.AF_INET,
+                    )
                 log.info(
                     "Added gateway address bridge=%s address=%s/%d", self.bridge, self.gateway, self.cidr.prefixlen
                 )
@@ -142,7 +180,8 @@ class BridgeNetwork:
                     ) from exc
         if not link["flags"] & 1:  # IFF_UP
             try:
-                await self.ipr.link("set", index=index, state="up")
+                async with self._netlink(f"bringing bridge {self.bridge} up") as ipr:
+                    await ipr.link("set", index=index, state="up")
             except NetlinkError as exc:
                 raise self._error(exc, f"bringing bridge {self.bridge} up", "") from exc
 
@@ -160,14 +199,15 @@ class BridgeNetwork:
         master = bridge_link["index"]
         for _ in range(2):
             try:
-                await self.ipr.link(
-                    "add",
-                    ifname=veth,
-                    kind="veth",
-                    peer={"ifname": POD_IFNAME, "net_ns_fd": netns_fd},
-                    master=master,
-                    state="up",
-                )
+                async with self._netlink(f"creating veth {veth} for pod {uid}") as ipr:
+                    await ipr.link(
+                        "add",
+                        ifname=veth,
+                        kind="veth",
+                        peer={"ifname": POD_IFNAME, "net_ns_fd": netns_fd},
+                        master=master,
+                        state="up",
+                    )
                 log.info("Attached pod to bridge uid=%s veth=%s bridge=%s ip=%s", uid, veth, self.bridge, ip)
                 return veth
             except NetlinkError as exc:
@@ -205,9 +245,10 @@ class BridgeNetwork:
             return []
         master = bridge_link["index"]
         names: list[str] = []
-        async for link in await self.ipr.link("dump"):
-            if link.get("master") == master:
-                names.append(link.get("ifname"))
+        async with self._netlink(f"listing the links of bridge {self.bridge}") as ipr:
+            async for link in await ipr.link("dump"):
+                if link.get("master") == master:
+                    names.append(link.get("ifname"))
         return names
 
     async def remove_bridge(self) -> None:
@@ -233,7 +274,8 @@ class BridgeNetwork:
     async def _get_link(self, ifname: str) -> Any:
         """The RTM_NEWLINK message of ``ifname`` in the host namespace, or None."""
         try:
-            links = await self.ipr.link("get", ifname=ifname)
+            async with self._netlink(f"looking up link {ifname}") as ipr:
+                links = await ipr.link("get", ifname=ifname)
         except NetlinkError as exc:
             if exc.code == errno.ENODEV:
                 return None
@@ -241,10 +283,12 @@ class BridgeNetwork:
         return links[0] if links else None
 
     async def _has_gateway_address(self, index: int) -> bool:
-        async for msg in await self.ipr.addr("dump", index=index, family=socket.AF_INET):
-            if msg.get("address") == str(self.gateway) and msg["prefixlen"] == self.cidr.prefixlen:
-                return True
-        return False
+        found = False
+        async with self._netlink(f"listing the addresses of bridge {self.bridge}") as ipr:
+            async for msg in await ipr.addr("dump", index=index, family=socket.AF_INET):
+                if msg.get("address") == str(self.gateway) and msg["prefixlen"] == self.cidr.prefixlen:
+                    found = True  # read the dump to its end all the same
+        return found
 
     async def _peer_in_netns(self, link: Any, netns_fd: int) -> bool:
         """Whether veth ``link``'s peer lives in the namespace of ``netns_fd`` (compared by host-side nsid)."""
@@ -252,17 +296,19 @@ class BridgeNetwork:
         if peer_nsid is None:
             return False  # the peer is in the host namespace: not a pod's veth
         try:
-            info = await self.ipr.get_netnsid(fd=netns_fd)
+            async with self._netlink("looking up the nsid of a pod network namespace") as ipr:
+                info = await ipr.get_netnsid(fd=netns_fd)
         except NetlinkError as exc:
             raise self._error(exc, "looking up the nsid of a pod network namespace", "") from exc
         return info is not None and info.get("nsid") == peer_nsid
 
     async def _enslave_up(self, link: Any, master: int) -> None:
         try:
-            if link.get("master") != master:
-                await self.ipr.link("set", index=link["index"], master=master)
-            if not link["flags"] & 1:  # IFF_UP
-                await self.ipr.link("set", index=link["index"], state="up")
+            async with self._netlink(f"re-attaching veth {link.get('ifname')}") as ipr:
+                if link.get("master") != master:
+                    await ipr.link("set", index=link["index"], master=master)
+                if not link["flags"] & 1:  # IFF_UP
+                    await ipr.link("set", index=link["index"], state="up")
         except NetlinkError as exc:
             raise self._error(exc, f"re-attaching veth {link.get('ifname')} to bridge {self.bridge}", "") from exc
 
