@@ -148,6 +148,10 @@ class PodWorker:
                     await self._sync()
                 except asyncio.CancelledError:
                     raise
+                except MinikubeletError as exc:  # a known failure: its message says it all
+                    log.error("Pod sync failed; retrying in 1 s pod=%s uid=%s error=%s", self.pod.key, self.pod.uid,
+                              exc)
+                    self._wake_in(1.0)
                 except Exception:
                     log.exception("Pod sync failed; retrying in 1 s pod=%s uid=%s", self.pod.key, self.pod.uid)
                     self._wake_in(1.0)
