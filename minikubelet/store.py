@@ -3,8 +3,10 @@
 ``create``/``apply`` write ``<manifests>/<namespace>_<name>.yaml``; ``label``/``apply`` rewrite the file that defines
 the pod (also a hand-written, multi-document one); ``delete`` removes the file or the pod's document from it. Every
 write is atomic (temp file in the same directory, fsync, rename), so the FileSource never reads half a file. The
-FileSource then loads the change like any edit by hand. Rewriting a hand-written file keeps its documents and
-their order but not its comments or formatting.
+FileSource then loads the change like any edit by hand. Rewriting a hand-written YAML file keeps its comments, key
+order, quoting and indentation and leaves its other documents byte for byte (``yamledit``); only if that result
+would not read back as intended (checked with PyYAML, as the FileSource reads) is the file dumped plainly, with a
+warning. JSON files keep their key order.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from minikubelet import yamledit
 
 log = logging.getLogger(__name__)
 
@@ -107,15 +111,21 @@ class ManifestStore:
         log.info("Pod manifest written file=%s pod=%s/%s", path, namespace, name)
         return path
 
-    def read(self, path: Path) -> list[Any]:
+    def _text(self, path: Path) -> str:
         try:
-            text = path.read_text(encoding="utf-8-sig")
+            return path.read_text(encoding="utf-8-sig")
         except OSError as e:
             raise StoreError(f"cannot read the manifest file {path}: {e.strerror}") from None
+
+    @staticmethod
+    def _parse(path: Path, text: str) -> list[Any]:
         try:
             return [d for d in yaml.safe_load_all(text) if d is not None]
         except yaml.YAMLError as e:
             raise StoreError(f"the manifest file {path} does not parse ({e}); fix it by hand first") from None
+
+    def read(self, path: Path) -> list[Any]:
+        return self._parse(path, self._text(path))
 
     def document(self, path: Path, namespace: str, name: str) -> dict[str, Any]:
         """The pod's own document in its file (as written, without defaults)."""
@@ -125,24 +135,30 @@ class ManifestStore:
         raise StoreError(f"pod {namespace}/{name} is no longer defined in {path}")
 
     def replace(self, path: Path, namespace: str, name: str, doc: dict[str, Any]) -> None:
-        """Rewrite ``path`` with the pod's document replaced (other documents kept, in order)."""
-        docs = self.read(path)
+        """Rewrite ``path`` with the pod's document replaced (other documents kept, in order, with comments)."""
+        text = self._text(path)
+        docs = self._parse(path, text)
         index = next((i for i, d in enumerate(docs) if _matches(d, namespace, name)), None)
         if index is None:
             raise StoreError(f"pod {namespace}/{name} is no longer defined in {path}")
-        docs[index] = doc
-        write_atomic(path, _dump(docs, json_file=path.suffix == ".json"), _mode(path))
+        new = yamledit.ordered_like(docs[index], doc)
+        wanted = [*docs[:index], new, *docs[index + 1:]]
+        edited = None if path.suffix == ".json" else yamledit.replace_document(text, index, new)
+        write_atomic(path, _render(path, edited, wanted), _mode(path))
         log.info("Pod manifest rewritten file=%s pod=%s/%s documents=%d", path, namespace, name, len(docs))
 
     def remove(self, path: Path, namespace: str, name: str) -> None:
         """Delete the pod from its file: unlink a file holding only it, else rewrite the file without it."""
         try:
-            docs = self.read(path)
+            text = self._text(path)
+            docs = self._parse(path, text)
         except StoreError:
-            docs = []
-        rest = [d for d in docs if not _matches(d, namespace, name)]
-        if rest and len(rest) < len(docs):
-            write_atomic(path, _dump(rest, json_file=path.suffix == ".json"), _mode(path))
+            text, docs = "", []
+        index = next((i for i, d in enumerate(docs) if _matches(d, namespace, name)), None)
+        rest = [d for i, d in enumerate(docs) if i != index]
+        if rest and index is not None:
+            edited = None if path.suffix == ".json" else yamledit.remove_document(text, index)
+            write_atomic(path, _render(path, edited, rest), _mode(path))
             log.info("Pod removed from its manifest file=%s pod=%s/%s documents=%d", path, namespace, name, len(rest))
             return
         if rest:
@@ -150,6 +166,21 @@ class ManifestStore:
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
         log.info("Pod manifest removed file=%s pod=%s/%s", path, namespace, name)
+
+
+def _render(path: Path, edited: str | None, wanted: list[Any]) -> bytes:
+    """The format-keeping edit if it reads back as ``wanted`` (with PyYAML, like the FileSource), else a dump."""
+    json_file = path.suffix == ".json"
+    if edited is not None:
+        try:
+            if yamledit.same([d for d in yaml.safe_load_all(edited) if d is not None], wanted):
+                return edited.encode()
+        except yaml.YAMLError:
+            pass
+    if not json_file:
+        log.warning("Rewriting the manifest without its comments and layout, as they could not be kept file=%s",
+                    path)
+    return _dump(wanted, json_file=json_file)
 
 
 def _mode(path: Path) -> int:
