@@ -17,7 +17,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from minikubelet.api import discovery, nodes
+from minikubelet.api import discovery, nodes, podpatch
 from minikubelet.api import events as api_events
 from minikubelet.api import pods as api_pods
 from minikubelet.api.auth import auth_middleware
@@ -103,7 +103,7 @@ class ApiServer:
             web.post("/api/v1/namespaces/{namespace}/pods", self.route(api_pods.create_pod)),
             web.get(POD, self.route(api_pods.get_pod)),
             web.delete(POD, self.route(api_pods.delete_pod)),
-            web.patch(POD, self.route(api_pods.patch_pod)),
+            web.patch(POD, self.route(podpatch.patch_pod)),
             web.get(POD + "/log", self.route(self._delegate("logs"))),
             web.get(POD + "/exec", self.route(self._delegate("exec"))),
             web.post(POD + "/exec", self.route(self._delegate("exec"))),

@@ -1,4 +1,4 @@
-"""Pod routes: list/get (JSON or Table, selectors, watch), create, delete and patch (label, apply).
+"""Pod routes: list/get (JSON or Table, selectors, watch), create and delete (PATCH lives in ``podpatch``).
 
 Reads come from the pod workers; writes go to the manifest directory through ``ManifestStore`` and then wait
 (bounded) until the FileSource has loaded the change and the pod workers reflect it (issue 4, point 1).
@@ -28,7 +28,6 @@ from minikubelet.api.errors import (
     typed_json,
     unknown_fields,
 )
-from minikubelet.api.patch import PatchError, merge_patch, strategic_merge_patch
 from minikubelet.api.selectors import FieldMatcher, LabelMatcher, field_selector, label_selector
 from minikubelet.api.tables import POD_COLUMNS, TABLE_CONTENT_TYPE, pod_row, table
 from minikubelet.errors import ManifestError
@@ -48,7 +47,9 @@ POD_FIELDS = ("metadata.name", "metadata.namespace", "spec.nodeName", "spec.rest
 WAIT_SECONDS = 10.0
 MERGE_PATCH = "application/merge-patch+json"
 STRATEGIC_PATCH = "application/strategic-merge-patch+json"
-PATCH_TYPES = (MERGE_PATCH, STRATEGIC_PATCH)
+JSON_PATCH = "application/json-patch+json"
+APPLY_PATCH = "application/apply-patch+yaml"
+PATCH_TYPES = (JSON_PATCH, MERGE_PATCH, STRATEGIC_PATCH, APPLY_PATCH)
 
 
 # ----- request helpers (shared with nodes.py and events.py) ------------------------------------------------------
@@ -87,7 +88,7 @@ async def read_object(request: web.Request, kinds: tuple[str, ...], what: str) -
                        f'the body of the request was in an unknown format - accepted media types include: {accepted}')
     raw = await request.read()  # aiohttp refuses bodies over client_max_size (1 MiB) with 413
     try:
-        if ctype == "application/yaml":
+        if ctype.endswith("yaml"):  # application/yaml, application/apply-patch+yaml (JSON is YAML too)
             return yaml.safe_load(raw.decode("utf-8"))
         return json.loads(raw)
     except (ValueError, yaml.YAMLError) as e:
@@ -183,9 +184,8 @@ async def get_pod(server: ApiServer, request: web.Request) -> web.Response:
 # ----- writes ----------------------------------------------------------------------------------------------------
 
 
-async def create_pod(server: ApiServer, request: web.Request) -> web.Response:
-    ns = check_namespace(request.match_info["namespace"])
-    body = await read_object(request, ("application/json", "application/yaml"), "create pod")
+def new_document(body: Any, ns: str) -> tuple[str, dict[str, Any]]:
+    """(name, manifest document) of an object to create in ``ns``: 400/422 when it cannot be one."""
     if not isinstance(body, dict):
         raise bad_request('Pod in version "v1" cannot be handled as a Pod: the body must be a JSON object')
     meta = body.get("metadata")
@@ -198,24 +198,37 @@ async def create_pod(server: ApiServer, request: web.Request) -> web.Response:
         raise invalid("Pod", "", ["metadata.name: Required value: name or generateName is required"])
     doc = clean_document(body)
     doc["metadata"]["namespace"] = ns
+    return name, doc
+
+
+async def create_locked(server: ApiServer, ns: str, name: str, doc: dict[str, Any], strict: bool) -> PodWorker:
+    """Write a new pod's file and wait for its worker; the caller holds ``server.write_lock``."""
+    if problems := is_dns1123_subdomain(name):
+        raise invalid("Pod", name, [f'metadata.name: Invalid value: "{name}": {p}' for p in problems])
+    path = server.store.path_for(ns, name)
+    if not strict:
+        doc = drop_unknown(server, doc, path)
+    pod = validated_pod(server, doc, path, name, strict)
+    existing = server.find_pod(ns, name)
+    if existing is not None or server.defined(ns, name) is not None or path.exists():
+        prefix = "object is being deleted: " if existing is not None and existing.terminating else ""
+        raise already_exists("pods", name, f'{prefix}pods "{name}" already exists')
+    try:
+        server.store.create(ns, name, doc)
+    except FileExistsError:
+        raise already_exists("pods", name) from None
+    w = await wait_for_worker(server, ns, name, pod, path)
+    log.info("Pod created through the API pod=%s/%s uid=%s file=%s", ns, name, pod.uid, path)
+    return w
+
+
+async def create_pod(server: ApiServer, request: web.Request) -> web.Response:
+    ns = check_namespace(request.match_info["namespace"])
+    body = await read_object(request, ("application/json", "application/yaml"), "create pod")
+    name, doc = new_document(body, ns)
     strict = request.query.get("fieldValidation", "Strict") == "Strict"
     async with server.write_lock:
-        if problems := is_dns1123_subdomain(name):
-            raise invalid("Pod", name, [f'metadata.name: Invalid value: "{name}": {p}' for p in problems])
-        path = server.store.path_for(ns, name)
-        if not strict:
-            doc = drop_unknown(server, doc, path)
-        pod = validated_pod(server, doc, path, name, strict)
-        existing = server.find_pod(ns, name)
-        if existing is not None or server.defined(ns, name) is not None or path.exists():
-            prefix = "object is being deleted: " if existing is not None and existing.terminating else ""
-            raise already_exists("pods", name, f'{prefix}pods "{name}" already exists')
-        try:
-            server.store.create(ns, name, doc)
-        except FileExistsError:
-            raise already_exists("pods", name) from None
-        w = await wait_for_worker(server, ns, name, pod, path)
-    log.info("Pod created through the API pod=%s/%s uid=%s file=%s", ns, name, pod.uid, path)
+        w = await create_locked(server, ns, name, doc, strict)
     return web.json_response(server.snapshot(w), status=201)
 
 
@@ -251,52 +264,4 @@ async def delete_pod(server: ApiServer, request: web.Request) -> web.Response:
         elif grace_seconds is not None:
             w.terminate(grace_seconds)
     log.info("Pod deleted through the API pod=%s/%s uid=%s grace=%s", ns, name, w.pod.uid, grace_seconds)
-    return web.json_response(server.snapshot(w))
-
-
-async def patch_pod(server: ApiServer, request: web.Request) -> web.Response:
-    ns = check_namespace(request.match_info["namespace"])
-    name = check_name("pod", request.match_info["name"])
-    patch = await read_object(request, PATCH_TYPES, "patch pod")
-    if not isinstance(patch, dict):
-        raise bad_request("the patch must be a JSON object")
-    strict = request.query.get("fieldValidation", "Strict") == "Strict"
-    async with server.write_lock:
-        w = server.find_pod(ns, name)
-        if w is None:
-            raise not_found_error("pods", name)
-        defined = server.defined(ns, name)
-        if w.terminating is not None or defined is None:
-            raise ApiError(409, "Conflict", f'pods "{name}" is being deleted and can no longer be changed',
-                           {"name": name, "kind": "pods"})
-        path = Path(defined.source)
-        try:
-            doc = server.store.document(path, ns, name)
-        except StoreError as e:
-            raise ApiError(409, "Conflict", str(e), {"name": name, "kind": "pods"}) from None
-        try:
-            if request.content_type == MERGE_PATCH:
-                new = merge_patch(doc, patch)
-            else:
-                new = strategic_merge_patch(doc, patch)
-        except PatchError as e:
-            raise bad_request(str(e)) from None
-        if not isinstance(new, dict):
-            raise bad_request("the patch removed the whole object")
-        new = clean_document(new)
-        meta: dict[str, Any] = new["metadata"] if isinstance(new.get("metadata"), dict) else {}
-        if meta.get("name") != name or (meta.get("namespace") or ns) != ns:
-            raise invalid("Pod", name, [f'metadata.name: Invalid value: "{meta.get("name")}": field is immutable'])
-        if not strict:
-            new = drop_unknown(server, new, path)
-        pod = validated_pod(server, new, path, name, strict)
-        if new != doc:
-            old_uid = w.pod.uid
-            try:
-                server.store.replace(path, ns, name, new)
-            except (StoreError, OSError) as e:
-                raise ApiError(409, "Conflict", str(e), {"name": name, "kind": "pods"}) from None
-            w = await wait_for_worker(server, ns, name, pod, path)
-            log.info("Pod patched through the API pod=%s/%s uid=%s recreated=%s", ns, name, pod.uid,
-                     pod.uid != old_uid)
     return web.json_response(server.snapshot(w))

@@ -113,6 +113,10 @@ def test_error_paths_change_nothing(daemon: DaemonHarness) -> None:
     # patches
     merge = "application/merge-patch+json"
     assert_status(api.call("PATCH", pods + "/ok-pod", b'[{"op":"add"}]', ctype="application/json-patch+json"),
+                  422, "Invalid")  # an operation without a path, as kube-apiserver answers it
+    assert_status(api.call("PATCH", pods + "/ok-pod", b'{"op":"add"}', ctype="application/json-patch+json"),
+                  400, "BadRequest")  # not a list of operations
+    assert_status(api.call("PATCH", pods + "/ok-pod", b"<pod/>", ctype="application/xml"),
                   415, "UnsupportedMediaType")
     assert_status(api.call("PATCH", pods + "/ok-pod", b"{bad", ctype=merge), 400, "BadRequest")
     body = assert_status(api.call("PATCH", pods + "/ok-pod", b'{"metadata":{"labels":{"a b":"c"}}}', ctype=merge),
