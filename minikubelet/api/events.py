@@ -1,14 +1,16 @@
-"""Event routes: ``kubectl get events`` (Table) and describe's ``fieldSelector=involvedObject.*`` list."""
+"""Event routes: ``kubectl get events`` (Table), its ``-w`` watch, and describe's ``fieldSelector=involvedObject.*``."""
 
 from __future__ import annotations
 
+import functools
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from minikubelet.api import pollwatch
 from minikubelet.api.pods import check_namespace, is_true, table_response, wants_table
-from minikubelet.api.selectors import field_selector, label_selector
+from minikubelet.api.selectors import FieldMatcher, LabelMatcher, field_selector, label_selector
 from minikubelet.api.tables import EVENT_COLUMNS, event_row, table
 
 if TYPE_CHECKING:
@@ -27,7 +29,8 @@ async def list_events(server: ApiServer, request: web.Request) -> web.StreamResp
     labels = label_selector(q.get("labelSelector"))
     fields = field_selector(q.get("fieldSelector"), EVENT_FIELDS, "events")
     if is_true(q.get("watch")):
-        return await server.idle_watch(request)
+        source = event_source(server, ns, labels, fields)
+        return await pollwatch.serve(request, server.hub, source, wants_table(request))
     version = server.version()
     items = [e.to_api(server.node_name) for e in server.events.list() if ns is None or e.namespace == ns]
     items = [e for e in items if labels({}) and fields(e)]
@@ -36,3 +39,17 @@ async def list_events(server: ApiServer, request: web.Request) -> web.StreamResp
         return table_response(table(EVENT_COLUMNS, [event_row(e, now) for e in items], version))
     return web.json_response({"kind": "EventList", "apiVersion": "v1",
                               "metadata": {"resourceVersion": str(version)}, "items": items})
+
+
+def event_source(server: ApiServer, ns: str | None, labels: LabelMatcher, fields: FieldMatcher) -> pollwatch.Source:
+    """The event store for ``pollwatch``: a new event or a repeat (count + 1) takes a new resourceVersion."""
+
+    def items() -> list[pollwatch.Item]:
+        return [pollwatch.Item(e.name, e.resource_version, e.resource_version if e.count == 1 else 0,
+                               functools.partial(e.to_api, server.node_name))
+                for e in server.events.list() if ns is None or e.namespace == ns]
+
+    def matches(obj: dict[str, Any]) -> bool:
+        return labels({}) and fields(obj)
+
+    return pollwatch.Source("Event", items, matches, EVENT_COLUMNS, event_row, server.version)

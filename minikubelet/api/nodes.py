@@ -1,4 +1,7 @@
-"""Node routes: list/get (JSON or Table) and PATCH for ``kubectl label node`` (labels persist across restarts)."""
+"""Node routes: list/get (JSON or Table), watch, and PATCH for ``kubectl label node`` (labels persist across restarts).
+
+PATCH takes merge, strategic merge and JSON patches (the last against the node object); only labels may change.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +11,19 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from minikubelet.api.errors import bad_request, invalid, not_found_error
+from minikubelet.api import jsonpatch, pollwatch
+from minikubelet.api.errors import ApiError, bad_request, invalid, not_found_error
 from minikubelet.api.patch import PatchError, merge_patch, strategic_merge_patch
-from minikubelet.api.pods import MERGE_PATCH, PATCH_TYPES, is_true, read_object, table_response, wants_table
-from minikubelet.api.selectors import field_selector, label_selector
+from minikubelet.api.pods import (
+    JSON_PATCH,
+    MERGE_PATCH,
+    STRATEGIC_PATCH,
+    is_true,
+    read_object,
+    table_response,
+    wants_table,
+)
+from minikubelet.api.selectors import FieldMatcher, LabelMatcher, field_selector, label_selector
 from minikubelet.api.tables import NODE_COLUMNS, node_row, table
 from minikubelet.validation import validate_labels
 
@@ -28,13 +40,26 @@ async def list_nodes(server: ApiServer, request: web.Request) -> web.StreamRespo
     labels = label_selector(q.get("labelSelector"))
     fields = field_selector(q.get("fieldSelector"), NODE_FIELDS, "nodes")
     if is_true(q.get("watch")):
-        return await server.idle_watch(request)
+        return await pollwatch.serve(request, server.hub, node_source(server, labels, fields), wants_table(request))
     node = server.node.to_api()
     nodes = [node] if labels(node["metadata"]["labels"]) and fields(node) else []
     if wants_table(request):
         return table_response(table(NODE_COLUMNS, [node_row(n, time.time()) for n in nodes], server.version()))
     return web.json_response({"kind": "NodeList", "apiVersion": "v1",
                               "metadata": {"resourceVersion": str(server.version())}, "items": nodes})
+
+
+def node_source(server: ApiServer, labels: LabelMatcher, fields: FieldMatcher) -> pollwatch.Source:
+    """The node for ``pollwatch``: its resourceVersion moves on every label change."""
+    node = server.node
+
+    def items() -> list[pollwatch.Item]:
+        return [pollwatch.Item(node.name, node.version, 0, node.to_api)]
+
+    def matches(obj: dict[str, Any]) -> bool:
+        return labels(obj["metadata"].get("labels") or {}) and fields(obj)
+
+    return pollwatch.Source("Node", items, matches, NODE_COLUMNS, node_row, server.version)
 
 
 def _node_or_404(server: ApiServer, name: str) -> dict[str, Any]:
@@ -53,13 +78,17 @@ async def get_node(server: ApiServer, request: web.Request) -> web.Response:
 async def patch_node(server: ApiServer, request: web.Request) -> web.Response:
     name = request.match_info["name"]
     node = _node_or_404(server, name)
-    patch = await read_object(request, PATCH_TYPES, "patch node")
-    if not isinstance(patch, dict):
+    patch = await read_object(request, (JSON_PATCH, MERGE_PATCH, STRATEGIC_PATCH), "patch node")
+    if request.content_type == JSON_PATCH:
+        new = _json_patched(node, patch, name)
+    elif not isinstance(patch, dict):
         raise bad_request("the patch must be a JSON object")
-    try:
-        new = merge_patch(node, patch) if request.content_type == MERGE_PATCH else strategic_merge_patch(node, patch)
-    except PatchError as e:
-        raise bad_request(str(e)) from None
+    else:
+        try:
+            new = merge_patch(node, patch) if request.content_type == MERGE_PATCH else \
+                strategic_merge_patch(node, patch)
+        except PatchError as e:
+            raise bad_request(str(e)) from None
     meta = new.get("metadata") if isinstance(new, dict) else None
     labels = (meta or {}).get("labels") or {}
     if not isinstance(labels, dict) or not all(isinstance(v, str) for v in labels.values()):
@@ -71,3 +100,13 @@ async def patch_node(server: ApiServer, request: web.Request) -> web.Response:
     if labels != server.node.labels:
         server.node.set_labels(labels, server.bump_version())
     return web.json_response(server.node.to_api())
+
+
+def _json_patched(node: dict[str, Any], patch: Any, name: str) -> Any:
+    try:
+        return jsonpatch.apply(node, jsonpatch.decode(patch))
+    except jsonpatch.PatchDecodeError as e:
+        raise bad_request(str(e)) from None
+    except jsonpatch.PatchApplyError as e:
+        log.info("JSON patch does not apply node=%s reason=%r", name, str(e))
+        raise ApiError(422, "Invalid", jsonpatch.FAILED_MESSAGE, {}) from None

@@ -1,4 +1,4 @@
-"""Pod watches (``kubectl get -w``, delete-wait; contract §9 and §11).
+"""Pod watches (``kubectl get -w``, delete-wait; contract §9 and §11). Nodes and events: ``pollwatch``.
 
 The daemon reports every pod change (``ApiServer.pod_changed``/``pod_deleted``); the hub snapshots the pod once and
 fans it out to each watcher's bounded queue. A watcher that falls ``QUEUE_SIZE`` events behind is dropped (its stream
@@ -86,6 +86,16 @@ class WatchHub:
     def __init__(self) -> None:
         self.watchers: set[Watcher] = set()
         self.history: deque[Change] = deque(maxlen=HISTORY)
+        self._stoppers: set[asyncio.Event] = set()
+
+    def stopper(self) -> asyncio.Event:
+        """An event set when the server stops: polling watches (nodes, events; ``pollwatch``) end on it."""
+        event = asyncio.Event()
+        self._stoppers.add(event)
+        return event
+
+    def release(self, event: asyncio.Event) -> None:
+        self._stoppers.discard(event)
 
     def publish(self, version: int, uid: str, deleted: bool, pod: dict[str, Any]) -> None:
         change = Change(version, uid, deleted, pod)
@@ -113,10 +123,12 @@ class WatchHub:
         for w in list(self.watchers):
             if not w.dropped:
                 w.drop()
+        for event in self._stoppers:
+            event.set()
 
 
-def bookmark(version: int) -> dict[str, Any]:
-    return {"type": "BOOKMARK", "object": {"kind": "Pod", "apiVersion": "v1", "metadata": {
+def bookmark(version: int, kind: str = "Pod") -> dict[str, Any]:
+    return {"type": "BOOKMARK", "object": {"kind": kind, "apiVersion": "v1", "metadata": {
         "resourceVersion": str(version), "annotations": {"k8s.io/initial-events-end": "true"}}}}
 
 

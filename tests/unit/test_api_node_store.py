@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from minikubelet import yamledit
 from minikubelet.cli import main
 from minikubelet.node import Node, go_arch
 from minikubelet.podspec import Container, Pod, PodSpec
@@ -75,3 +76,78 @@ def test_cli_kubeconfig_and_listen_refusal(tmp_path: Path, capsys: pytest.Captur
                            "settings_from(parser().parse_args(['run', '--listen', '0.0.0.0:10250']))"],
                           capture_output=True, text=True)
     assert proc.returncode == 1 and "beyond loopback: give --tls-cert and --tls-key" in proc.stderr
+
+
+HAND_WRITTEN = """# header: our pods
+---
+# the first pod
+apiVersion: v1
+kind: Pod
+metadata:
+  name: one        # keep me
+  labels:
+    app: "web"     # quoted on purpose
+    tier: x
+spec:
+  containers:
+    # main container
+    - name: main
+      image: busybox
+      args: [a, b]   # flow
+      env:
+        - name: A
+          value: '1'
+---
+# the second pod
+kind: Pod
+metadata: {name: two}
+"""
+
+
+def test_store_keeps_comments_order_and_other_documents(tmp_path: Path) -> None:
+    store = ManifestStore(tmp_path)
+    path = tmp_path / "mine.yaml"
+    path.write_text(HAND_WRITTEN)
+    doc = store.document(path, "default", "one")
+    doc["metadata"] = {"labels": {"app": "db", "on": "yes", "n": "1"}, "name": "one"}  # another key order
+    doc["spec"]["containers"][0]["env"].append({"name": "B", "value": "true"})
+    doc["spec"]["containers"].insert(0, {"name": "side", "image": "s"})
+    store.replace(path, "default", "one", doc)
+    text = path.read_text()
+    assert text.startswith("# header: our pods\n---\n# the first pod\napiVersion: v1\n")
+    assert '  name: one        # keep me\n  labels:\n    app: "db"      # quoted on purpose\n' in text
+    assert '    "on": "yes"\n    n: "1"\n' in text  # what YAML 1.1 would misread is quoted
+    assert "      args: [a, b]   # flow\n" in text and "        - name: B\n          value: \"true\"\n" in text
+    assert text.endswith("---\n# the second pod\nkind: Pod\nmetadata: {name: two}\n")
+    assert list(yaml.safe_load_all(text))[0] == doc
+
+    store.remove(path, "default", "two")
+    assert "two" not in path.read_text() and "# keep me" in path.read_text()
+
+
+def test_store_falls_back_to_a_plain_dump(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    store = ManifestStore(tmp_path)
+    path = tmp_path / "odd.yaml"
+    path.write_text("%YAML 1.1\n---\nkind: Pod\nmetadata: {name: odd}\n")  # a directive: cannot be cut apart
+    store.replace(path, "default", "odd", {"kind": "Pod", "metadata": {"name": "odd", "labels": {"a": "b"}}})
+    assert yaml.safe_load(path.read_text()) == {"kind": "Pod", "metadata": {"name": "odd", "labels": {"a": "b"}}}
+    assert "without its comments" in caplog.text
+
+    js = tmp_path / "pod.json"
+    js.write_text('{"metadata": {"name": "j", "namespace": "default"}, "kind": "Pod"}')
+    store.replace(js, "default", "j", {"kind": "Pod", "metadata": {"namespace": "default", "name": "j", "x": 1}})
+    assert list(json.loads(js.read_text())) == ["metadata", "kind"]  # the file's key order
+    assert list(json.loads(js.read_text())["metadata"]) == ["name", "namespace", "x"]
+
+
+def test_yamledit_pieces() -> None:
+    assert yamledit.segments("a: 1\n---\nb: 2\n--- # c\nd: 3\n") == ["a: 1\n", "---\nb: 2\n", "--- # c\nd: 3\n"]
+    assert yamledit.segments("---\na: 1\n") == ["---\na: 1\n"]
+    assert yamledit.needs_quotes("yes") and yamledit.needs_quotes("1.5") and yamledit.needs_quotes("")
+    assert not yamledit.needs_quotes("web") and not yamledit.needs_quotes("1.5.2")
+    assert yamledit.same({"a": [1]}, {"a": [1]}) and not yamledit.same(1, True) and not yamledit.same(1, 1.0)
+    assert yamledit.replace_document("a: [1\n", 0, {}) is None
+    assert yamledit.remove_document("a: 1\n---\nb: 2\n", 1) == "a: 1\n"
+    text = "items:\n- name: x   # x\n  v: 1\n- name: y   # y\n  v: 2\n"
+    out = yamledit.replace_document(text, 0, {"items": [{"name": "y", "v": 3}, {"name": "x", "v": 1}]})
+    assert out == "items:\n- name: y   # y\n  v: 3\n- name: x   # x\n  v: 1\n"

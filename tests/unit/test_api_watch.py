@@ -1,8 +1,9 @@
 from __future__ import annotations
 
+import functools
 from typing import Any
 
-from minikubelet.api import watch
+from minikubelet.api import pollwatch, watch
 from minikubelet.api.selectors import field_selector, label_selector
 
 
@@ -49,3 +50,60 @@ async def test_slow_watcher_is_dropped() -> None:
     assert w.dropped and events(w) == [("END", "")]
     assert watch.bookmark(9)["object"]["metadata"] == {"resourceVersion": "9",
                                                        "annotations": {"k8s.io/initial-events-end": "true"}}
+
+
+class FakeSource:
+    """Objects with versions, as the node and the event store expose them to pollwatch."""
+
+    def __init__(self) -> None:
+        self.objects: dict[str, tuple[int, int, dict[str, Any]]] = {}
+        self.version = 0
+        self.built = 0
+
+    def put(self, name: str, created: int = 0, **labels: str) -> None:
+        self.version += 1
+        obj = pod(name, name, self.version, **labels)
+        self.objects[name] = (self.version, created or self.version, obj)
+
+    def items(self) -> list[pollwatch.Item]:
+        def build(obj: dict[str, Any]) -> dict[str, Any]:
+            self.built += 1
+            return obj
+
+        return [pollwatch.Item(k, v, c, functools.partial(build, o)) for k, (v, c, o) in self.objects.items()]
+
+    def source(self, selector: str = "") -> pollwatch.Source:
+        labels = label_selector(selector)
+        return pollwatch.Source("Node", self.items, lambda o: labels(o["metadata"]["labels"]), [],
+                                lambda o, now: {"cells": [o["metadata"]["name"]]}, lambda: self.version)
+
+
+def kinds(found: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, str, str]]:
+    return [(k, o["metadata"]["name"], o["metadata"]["resourceVersion"]) for k, o in found]
+
+
+def test_poll_watch_from_now_and_from_a_version() -> None:
+    src = FakeSource()
+    src.put("a", app="db")
+    src.put("b", app="web")
+    now = pollwatch.Tracker(src.source("app=db"))
+    assert now.start(None, initial=False) == []
+    assert now.poll() == [] and src.built == 2  # unchanged objects are not rendered again
+    src.put("b", app="db")  # enters the selection
+    src.put("a", app="other")  # leaves it
+    src.put("c", app="db")
+    assert kinds(now.poll()) == [("ADDED", "b", "3"), ("DELETED", "a", "4"), ("ADDED", "c", "5")]
+    src.put("b", created=2, app="db")
+    del src.objects["c"]  # evicted from the store
+    assert kinds(now.poll()) == [("MODIFIED", "b", "6"), ("DELETED", "c", "6")]
+
+    # from resourceVersion 5 (a list taken then): what changed since, in resourceVersion order
+    src.put("d", app="db")
+    src.put("a", created=1, app="db")
+    late = pollwatch.Tracker(src.source("app=db"))
+    assert late.start(5, initial=False) == []
+    assert kinds(late.poll()) == [("MODIFIED", "b", "6"), ("ADDED", "d", "7"), ("MODIFIED", "a", "8")]
+    assert late.poll() == []
+
+    initial = pollwatch.Tracker(src.source("app=db"))
+    assert sorted(n for _, n, _ in kinds(initial.start(None, initial=True))) == ["a", "b", "d"]
