@@ -16,6 +16,7 @@ from typing import Any
 
 from minikubelet.podspec import Container, Pod, PodSpec
 from minikubelet.podworker import PodWorker, WorkerContext
+from minikubelet.runtime.linux import Sandbox
 from minikubelet.sources import PodUpdate, UpdateOp
 
 log = logging.getLogger(__name__)
@@ -37,12 +38,18 @@ class PodManager:
         pods_dir = self.ctx.runtime.run_dir / "pods"
         if not pods_dir.is_dir():
             return
+        runtime = self.ctx.runtime
         for d in sorted(pods_dir.iterdir()):
             try:
-                self._records[d.name] = json.loads((d / "record.json").read_text())
+                record = json.loads((d / "record.json").read_text())
             except (OSError, ValueError):
+                runtime.kill_unrecorded_pause(d.name, None)
                 log.warning("Removing pod state without a readable record dir=%s", d)
                 shutil.rmtree(d, ignore_errors=True)
+                continue
+            sandbox = record.get("sandbox")
+            runtime.kill_unrecorded_pause(d.name, Sandbox(**sandbox) if sandbox else None)
+            self._records[d.name] = record
         if self._records:
             log.info("Found pods of a previous run count=%d", len(self._records))
 

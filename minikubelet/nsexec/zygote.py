@@ -44,7 +44,18 @@ def op_sandbox(req: dict[str, Any]) -> dict[str, Any]:
     os.close(ready_w)
     if os.read(ready_r, 1) != b"1":
         raise StartError("the pause process died during start-up", "CreatePodSandboxError")
-    return {"pid": pid, "start": _sys.start_time(pid)}
+    start = _sys.start_time(pid)
+    write_sandbox_trace(req["pod_dir"], pid, start)
+    return {"pid": pid, "start": start}
+
+
+def write_sandbox_trace(pod_dir: str, pid: int, start: int) -> None:
+    """``<pod_dir>/sandbox``: "PID START" of the newest pause, written before the daemon hears of it. A daemon that
+    dies before it records the sandbox leaves this trace, so the next daemon (or reset) can stop that pause."""
+    tmp = f"{pod_dir}/.sandbox.tmp"
+    with open(tmp, "w") as f:
+        f.write(f"{pid} {start}\n")
+    os.replace(tmp, f"{pod_dir}/sandbox")
 
 
 def op_spawn(req: dict[str, Any]) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from minikubelet.errors import ContainerStartError, NetworkError, SandboxError
 from minikubelet.network.bridge import BridgeNetwork
 from minikubelet.network.ipam import Ipam
 from minikubelet.podspec import Pod
-from minikubelet.runtime.proc import ProcessHandle, is_alive
+from minikubelet.runtime.proc import ProcessHandle, is_alive, open_pidfd
 from minikubelet.runtime.zygote import Zygote
 
 log = logging.getLogger(__name__)
@@ -211,6 +211,29 @@ class LinuxRuntime:
                 return self.read_exit(uid, record)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.05)
+
+    def kill_unrecorded_pause(self, uid: str, recorded: Sandbox | None) -> bool:
+        """Kill the pause that ``<pod_dir>/sandbox`` names if it lives and is not the ``recorded`` sandbox: a previous
+        daemon died between creating it and recording it, so nothing else would ever stop it. Its PID namespace, its
+        processes and its veth go with it. True if one was killed."""
+        try:
+            pid_text, start_text = (self.pod_dir(uid) / "sandbox").read_text().split()
+            pid, start = int(pid_text), int(start_text)
+        except (OSError, ValueError):
+            return False
+        if recorded is not None and (recorded.pid, recorded.start) == (pid, start):
+            return False
+        fd = open_pidfd(pid, start)
+        if fd is None:
+            return False
+        try:
+            signal.pidfd_send_signal(fd, signal.SIGKILL)
+        except ProcessLookupError:
+            return False
+        finally:
+            os.close(fd)
+        log.warning("Killed a pod sandbox a previous daemon started but never recorded uid=%s pause_pid=%d", uid, pid)
+        return True
 
     async def kill_sandbox(self, uid: str, sandbox: Sandbox | None, *, remove_state: bool = True) -> None:
         """Stop pause (which SIGKILLs whatever is left in the pod's PID namespace), remove veth and lease."""

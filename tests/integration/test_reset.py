@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -79,3 +80,29 @@ def test_reset_leaves_nothing_behind_but_the_manifests(daemon: DaemonHarness) ->
     assert again.returncode == 0, again.stderr[-3000:]
     assert snapshot_dir(daemon.manifests) == manifests
     assert f" {daemon.bridge}:" not in subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+
+
+@pytest.mark.parametrize("lost", ["record", "sandbox"])
+def test_a_sandbox_the_killed_daemon_never_recorded_is_stopped(daemon: DaemonHarness, lost: str) -> None:
+    """The daemon died after the pause existed but before its record said so: the restarted daemon stops that pause
+    (its namespaces and processes go with it) and runs the pod in a new one; reset then leaves nothing."""
+    daemon.write("stray.yaml", pod_yaml("stray", [sh("c", "sleep 1000")]))
+    pod = daemon.wait_running("stray")
+    pause = daemon.pause_pid("stray")
+    inside = descendants(pause)
+    assert len(inside) >= 2
+    daemon.stop(signal.SIGKILL)
+    record_file = daemon.run_dir / "pods" / pod["metadata"]["uid"] / "record.json"
+    if lost == "record":  # died before the first record was written
+        record_file.unlink()
+    else:  # a record from before the sandbox existed
+        record = json.loads(record_file.read_text())
+        record["sandbox"] = None
+        record_file.write_text(json.dumps(record))
+    assert all(alive(p) for p in inside)
+    daemon.start()
+    daemon.wait_for(lambda: not any(alive(p) for p in inside), 20, "the unrecorded pause and its processes gone")
+    assert "never recorded" in daemon.log()
+    daemon.wait_for(lambda: daemon.pause_pid("stray") != pause and daemon.wait_running("stray"), 30,
+                    "the pod running in a new sandbox")
+    assert len([p for p in daemon.pod_processes() if alive(p)]) == 1
