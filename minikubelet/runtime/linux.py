@@ -172,15 +172,22 @@ class LinuxRuntime:
                 os.close(fd)
         handle = ProcessHandle(pid, start)
         readers = [asyncio.create_task(_read_capped(loop, fd, limit)) for fd in (out_r, err_r)]
+        deadline = loop.time() + timeout
         try:
             exited = await handle.wait(timeout)
             if not exited:
-                handle.send(signal.SIGKILL)
+                _kill_group(handle)
                 await handle.wait(5)
-            outputs = await asyncio.gather(*readers)
+            # processes the command left behind may hold its pipes open: they get what is left of the timeout
+            _, pending = await asyncio.wait(readers, timeout=max(deadline - loop.time(), 0.1))
+            if pending:
+                exited = False
+                _kill_group(handle)
+                await asyncio.wait(pending, timeout=5)
+            outputs = [t.result() if t.done() and not t.cancelled() else b"" for t in readers]
         finally:
             if not handle.exited:  # cancelled (probe worker stopped): the command must not outlive us
-                handle.send(signal.SIGKILL)
+                _kill_group(handle)
             handle.close()
             for task in readers:
                 task.cancel()
@@ -254,6 +261,14 @@ class LinuxRuntime:
         except NetworkError as e:
             log.warning("Could not delete the pod's veth uid=%s error=%s", uid, e)
         self.ipam.release(uid)
+
+
+def _kill_group(handle: ProcessHandle) -> None:
+    """SIGKILL an exec'd command and every process it started: it is a session leader (setsid), so they share its
+    process group unless they left it. The group id stays reserved while any member lives, so it names no stranger."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(handle.pid, signal.SIGKILL)
+    handle.send(signal.SIGKILL)
 
 
 async def _read_capped(loop: asyncio.AbstractEventLoop, fd: int, limit: int) -> bytes:

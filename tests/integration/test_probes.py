@@ -339,18 +339,20 @@ def test_exec_success_then_failure(daemon: DaemonHarness, www: Path) -> None:
     assert status_of(pod, "app")["restartCount"] == 0 and daemon.pause_pid("exec") == pause
 
 
-def test_exec_timeout_kills_the_command(daemon: DaemonHarness) -> None:
+@pytest.mark.parametrize("command", [["sleep", "10"], ["sh", "-c", "sleep 10; true"]], ids=["direct", "in-a-shell"])
+def test_exec_timeout_kills_the_command(daemon: DaemonHarness, command: list[str]) -> None:
     # period 4: between a timeout (~1 s) and the next probe there is room to look for the command
-    probe = {"exec": {"command": ["sleep", "10"]}, "periodSeconds": 4, "timeoutSeconds": 1}
+    probe = {"exec": {"command": command}, "periodSeconds": 4, "timeoutSeconds": 1}
     daemon.write("exect.yaml", pod_yaml("exect", [idle("app", readinessProbe=probe)]))
     daemon.wait_running("exect")
     pause = daemon.pause_pid("exect")
+    sleep = ["sleep", "10"]  # the shell forks it (not exec: a command follows) with argv[0] as written
     # it runs inside the pod's PID namespace...
-    daemon.wait_for(lambda: pids_in_pidns(pause, ["sleep", "10"]), 10, "the probe's sleep 10 in the pod")
+    daemon.wait_for(lambda: pids_in_pidns(pause, sleep), 10, "the probe's sleep 10 in the pod")
     ev = wait_event(daemon, "exect", "Unhealthy", "app", timeout=5)
-    assert ev["message"] == 'Readiness probe failed: command "sleep 10" timed out'
-    # ... and is gone once the timeout is reported (the next probe is ~3 s away)
-    daemon.wait_for(lambda: not pids_in_pidns(pause, ["sleep", "10"]), 1.5, "the timed-out sleep 10 gone")
+    assert ev["message"] == f'Readiness probe failed: command "{" ".join(command)}" timed out'
+    # ... and is gone once the timeout is reported (the next probe is ~3 s away), with the shell's children
+    daemon.wait_for(lambda: not pids_in_pidns(pause, sleep), 1.5, "the timed-out sleep 10 gone")
     pod = get_pod(daemon, "exect")
     assert status_of(pod, "app")["ready"] is False and status_of(pod, "app")["restartCount"] == 0
 
