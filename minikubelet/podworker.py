@@ -389,11 +389,11 @@ class PodWorker:
 
     async def _start(self, c: Container, rec: ContainerRecord) -> None:
         assert self.sandbox is not None
-        if not c.command:
+        if not c.command and not c.args:  # until images land, the node is an image without ENTRYPOINT or CMD
             rec.state, rec.reason = State.WAITING, "CreateContainerConfigError"
             rec.message = (
                 f'container "{c.name}" has no command: minikubelet does not run images yet, so set '
-                f"spec.containers[].command to a program on the node (the image {c.image!r} is recorded)"
+                f"spec.containers[].command (or args) to a program on the node (the image {c.image!r} is recorded)"
             )
             self._event("Warning", "Failed", f"Error: {rec.message}", c.name)
             self._changed()

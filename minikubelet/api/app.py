@@ -104,6 +104,7 @@ class ApiServer:
             web.get(POD, self.route(api_pods.get_pod)),
             web.delete(POD, self.route(api_pods.delete_pod)),
             web.patch(POD, self.route(podpatch.patch_pod)),
+            web.put(POD, self.route(podpatch.replace_pod)),
             web.get(POD + "/log", self.route(self._delegate("logs"))),
             web.get(POD + "/exec", self.route(self._delegate("exec"))),
             web.post(POD + "/exec", self.route(self._delegate("exec"))),

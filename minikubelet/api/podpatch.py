@@ -1,4 +1,4 @@
-"""PATCH of a pod: ``kubectl label``/``apply``/``patch`` and ``apply --server-side``.
+"""PATCH and PUT of a pod: ``kubectl label``/``apply``/``patch``/``replace`` and ``apply --server-side``.
 
 The four patch types of the API server, told apart by Content-Type:
 
@@ -183,4 +183,29 @@ async def server_side_apply(server: ApiServer, request: web.Request, ns: str, na
         except PatchError as e:
             raise bad_request(str(e)) from None
         w = await store_patched(server, w, path, ns, name, doc, new, strict)
+    return web.json_response(server.snapshot(w))
+
+
+async def replace_pod(server: ApiServer, request: web.Request) -> web.Response:
+    """``kubectl replace -f``: PUT the whole object. Like the API server for pods, an update needs no
+    resourceVersion; one that is given must be the current one (else 409). A missing pod is 404 (no create)."""
+    ns = check_namespace(request.match_info["namespace"])
+    name = check_name("pod", request.match_info["name"])
+    body = await read_object(request, ("application/json", "application/yaml"), "replace pod")
+    meta = body.get("metadata") if isinstance(body, dict) else None
+    if isinstance(meta, dict) and meta.get("name") not in (None, name):
+        raise bad_request(f"the name of the object ({meta.get('name')}) does not match the name on the URL ({name})")
+    wanted_version = str(meta.get("resourceVersion") or "") if isinstance(meta, dict) else ""
+    _, replacement = new_document(body, ns)
+    strict = request.query.get("fieldValidation", "Strict") == "Strict"
+    async with server.write_lock:
+        w, path, doc = current(server, ns, name)
+        live_version = server.snapshot(w)["metadata"]["resourceVersion"]
+        if wanted_version and wanted_version != live_version:
+            raise ApiError(409, "Conflict", f'Operation cannot be fulfilled on pods "{name}": the object has been '
+                           "modified; please apply your changes to the latest version and try again",
+                           {"name": name, "kind": "pods"})
+        if "namespace" not in (doc.get("metadata") or {}):
+            replacement["metadata"].pop("namespace", None)  # the file leaves it to the default: keep it that way
+        w = await store_patched(server, w, path, ns, name, doc, replacement, strict)
     return web.json_response(server.snapshot(w))

@@ -250,3 +250,44 @@ def test_hand_written_multi_document_file(kubectl: Kubectl, daemon: DaemonHarnes
     assert [r[0] for r in rows(kubectl("get", "pod"))[1:]] == ["first"]
     kubectl("delete", "pod", "first")
     assert not (daemon.manifests / "mine.yaml").exists()
+
+
+def test_replace(kubectl: Kubectl, daemon: DaemonHarness, tmp_path: Path) -> None:
+    manifest = tmp_path / "pod.yml"
+    manifest.write_text(loop_pod("swapped", tier="backend"))
+    missing = kubectl.run("replace", "-f", str(manifest), check=False)
+    assert missing.returncode == 1
+    assert missing.stderr.strip() == f'Error from server (NotFound): error when replacing "{manifest}": ' \
+                                     'pods "swapped" not found'
+    kubectl("create", "-f", str(manifest))
+    daemon.wait_running("swapped")
+    uid, pid = kubectl.pod("swapped")["metadata"]["uid"], daemon.container_pid("swapped", "main")
+    manifest.write_text(loop_pod("swapped", tier="frontend"))  # labels only: same pod, same process
+    assert kubectl("replace", "-f", str(manifest)).strip() == "pod/swapped replaced"
+    assert kubectl.pod("swapped")["metadata"]["labels"] == {"tier": "frontend"}
+    assert kubectl.pod("swapped")["metadata"]["uid"] == uid and daemon.container_pid("swapped", "main") == pid
+    # an out-of-date resourceVersion is a conflict, as on a cluster
+    stale = kubectl.pod("swapped")
+    stale["metadata"]["resourceVersion"] = "1"
+    stale_file = tmp_path / "stale.json"
+    stale_file.write_text(json.dumps(stale))
+    conflict = kubectl.run("replace", "-f", str(stale_file), check=False)
+    assert conflict.returncode == 1 and "Error from server (Conflict)" in conflict.stderr
+    assert "the object has been modified" in conflict.stderr
+    # what `kubectl get -o yaml` printed goes back unchanged (status and all): nothing changes
+    current = tmp_path / "current.yaml"
+    current.write_text(kubectl("get", "pod", "swapped", "-o", "yaml"))
+    assert kubectl("replace", "-f", str(current)).strip() == "pod/swapped replaced"
+    assert kubectl.pod("swapped")["metadata"]["uid"] == uid
+    assert yaml.safe_load((daemon.manifests / "default_swapped.yaml").read_text())["metadata"]["labels"] == \
+        {"tier": "frontend"}
+
+
+def test_run_with_args_only(kubectl: Kubectl, daemon: DaemonHarness) -> None:
+    """`kubectl run NAME --image=busybox -- CMD...` puts CMD in args: until images land, the node is an image without
+    ENTRYPOINT, so the args run as the command (as they would in busybox's image)."""
+    out = kubectl("run", "once", "--image=busybox", "--restart=Never", "--", BUSYBOX, "echo", "hello from args")
+    assert out.strip() == "pod/once created"
+    daemon.wait_for(lambda: kubectl.pod("once")["status"]["phase"] == "Succeeded", 20, "the pod completed")
+    assert kubectl("logs", "once").strip() == "hello from args"
+    assert rows(kubectl("get", "pod", "once"))[1][2] == "Completed"
