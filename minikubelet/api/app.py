@@ -260,17 +260,21 @@ class ApiServer:
         return web.json_response(self.manifest_errors())
 
 
-def _namespace(name: str) -> dict[str, Any]:
-    return {"kind": "Namespace", "apiVersion": "v1", "metadata": {"name": name, "labels": {
-        "kubernetes.io/metadata.name": name}}, "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}}
+def _namespace(server: ApiServer, name: str) -> dict[str, Any]:
+    """Namespaces exist implicitly (any pod may name one); they are as old as the node."""
+    created = server.node.to_api()["metadata"]["creationTimestamp"]
+    return {"kind": "Namespace", "apiVersion": "v1", "metadata": {
+        "name": name, "uid": f"namespace-{name}", "creationTimestamp": created,
+        "labels": {"kubernetes.io/metadata.name": name}}, "spec": {"finalizers": ["kubernetes"]},
+        "status": {"phase": "Active"}}
 
 
 async def list_namespaces(server: ApiServer, request: web.Request) -> web.Response:
     names = sorted({"default", *(w.pod.namespace for w in server.workers())})
     return web.json_response({"kind": "NamespaceList", "apiVersion": "v1",
                               "metadata": {"resourceVersion": str(server.version())},
-                              "items": [_namespace(n) for n in names]})
+                              "items": [_namespace(server, n) for n in names]})
 
 
 async def get_namespace(server: ApiServer, request: web.Request) -> web.Response:
-    return web.json_response(_namespace(check_namespace(request.match_info["namespace"])))
+    return web.json_response(_namespace(server, check_namespace(request.match_info["namespace"])))
