@@ -26,6 +26,7 @@ from minikubelet.podmanager import PodManager
 from minikubelet.podworker import PodWorker, WorkerContext
 from minikubelet.probe.manager import ProbeManager
 from minikubelet.runtime.linux import LinuxRuntime
+from minikubelet.runtime.pausebin import find_pause_binary
 from minikubelet.runtime.zygote import Zygote
 from minikubelet.settings import Settings
 from minikubelet.sources import FileSource, PodUpdate
@@ -115,6 +116,7 @@ class Daemon:
         await self.network.open()
         self.zygote = Zygote()
         self.runtime = LinuxRuntime(s.run_dir, s.log_dir, self.zygote, self.network, self.ipam)
+        self.runtime.pause_bin = find_pause_binary()
         self.events = EventRecorder(self.next_version)
         node_ip = host_ip(s.bridge)
         self.ctx = WorkerContext(self.runtime, self.events, s.node, node_ip, self.next_version,

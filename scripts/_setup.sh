@@ -7,6 +7,7 @@
 #
 # It refuses to run unless root, installs the Debian/Ubuntu packages the daemon and
 # its tests need (only those missing), makes sure "$MK_TOP/.venv" exists and works,
+# builds the compiled pause into it (mk_build_pause),
 # and (re)installs the project into it only when pyproject.toml changed since the
 # last install of that extra. Quiet on success; on failure it prints what failed
 # (with the tail of the command's log) and exits non-zero.
@@ -20,7 +21,7 @@
 
 MK_TOP="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
 MK_VENV="$MK_TOP/.venv"
-MK_APT_PACKAGES=(python3 iproute2 busybox-static procps tmux openssl)
+MK_APT_PACKAGES=(python3 iproute2 busybox-static procps tmux openssl gcc libc6-dev)
 
 mk_die() {
     echo "minikubelet setup: $*" >&2
@@ -74,6 +75,8 @@ mk_ensure_packages() {
             # Any working python3 (or an explicit interpreter) will do; the version is checked later.
             python3) { [ -n "${MINIKUBELET_PYTHON:-}" ] || command -v python3 >/dev/null 2>&1; } && continue ;;
             tmux | openssl) command -v "$pkg" >/dev/null 2>&1 && continue ;;
+            # Any C compiler that can link statically builds the pause (mk_build_pause says if it cannot).
+            gcc) command -v cc >/dev/null 2>&1 && continue ;;
         esac
         command -v dpkg-query >/dev/null 2>&1 && mk_pkg_installed "$pkg" && continue
         missing+=("$pkg")
@@ -141,12 +144,34 @@ mk_ensure_venv() {
     mk_venv_ok || mk_die "$MK_VENV was created with $py but does not work (no pip?)"
 }
 
+# mk_build_pause: compile minikubelet/nsexec/pause.c into $MK_VENV/libexec/minikubelet/pause when it is missing or
+# older than its source. Static when the C library allows it (no shared pages to fault in per pod), else dynamic.
+# Without a compiler the daemon uses the Python pause (about 1.3 MB per pod instead of about 0.1 MB).
+mk_build_pause() {
+    local src="$MK_TOP/minikubelet/nsexec/pause.c" out="$MK_VENV/libexec/minikubelet/pause" cc
+    [ -x "$out" ] && [ ! "$src" -nt "$out" ] && return 0
+    cc="$(command -v cc || command -v gcc || true)"
+    if [ -z "$cc" ]; then
+        echo "minikubelet setup: no C compiler; pods use the Python pause (more memory per pod)" >&2
+        return 0
+    fi
+    mkdir -p "$(dirname "$out")"
+    if "$cc" -O2 -static -o "$out.tmp" "$src" 2>/dev/null || mk_quiet "building the pause" "$cc" -O2 -o "$out.tmp" "$src"
+    then
+        mv -f "$out.tmp" "$out"
+    else
+        rm -f "$out.tmp"
+        echo "minikubelet setup: the pause did not build; pods use the Python pause (more memory per pod)" >&2
+    fi
+}
+
 # mk_setup [EXTRA]: see the top of this file.
 mk_setup() {
     local extra="${1:-}" spec="." sum stamp_dir want
     mk_require_root
     mk_ensure_packages
     mk_ensure_venv
+    mk_build_pause
     [ -n "$extra" ] && spec=".[$extra]"
     sum="$(sha256sum "$MK_TOP/pyproject.toml" | cut -d' ' -f1)"
     stamp_dir="$MK_VENV/.minikubelet-stamps"

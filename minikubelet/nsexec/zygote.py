@@ -40,6 +40,12 @@ def op_sandbox(req: dict[str, Any]) -> dict[str, Any]:
     if pid == 0:
         os.close(ready_r)
         _sys.set_process_name("pause")
+        if req.get("pause_bin"):  # the compiled pause (nsexec/pause.c): same contract, a tenth of the memory
+            try:
+                os.set_inheritable(ready_w, True)
+                os.execv(req["pause_bin"], ["pause", req["pod_dir"], str(ready_w)])
+            except OSError:
+                pass  # the Python pause below does the same job
         pause.run(req["pod_dir"], ready_w)
     os.close(ready_w)
     if os.read(ready_r, 1) != b"1":

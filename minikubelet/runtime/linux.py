@@ -47,6 +47,7 @@ class LinuxRuntime:
         self.run_dir = run_dir
         self.log_dir = log_dir
         self.zygote = zygote
+        self.pause_bin: str | None = None  # the compiled pause to exec (runtime.pausebin); None: the Python one
         self.network = network
         self.ipam = ipam
 
@@ -65,7 +66,9 @@ class LinuxRuntime:
         for sub in ("pids", "exits"):
             (pod_dir / sub).mkdir(parents=True, exist_ok=True)
         try:
-            reply = await self.zygote.request("sandbox", hostname=pod.hostname, pod_dir=str(pod_dir))
+            reply = await self.zygote.request(
+                "sandbox", hostname=pod.hostname, pod_dir=str(pod_dir), pause_bin=self.pause_bin
+            )
         except ContainerStartError as e:
             raise SandboxError(f"failed to create the pod sandbox: {e}") from e
         sandbox = Sandbox(int(reply["pid"]), int(reply["start"]), time.time())

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import shutil
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import BUSYBOX, DaemonHarness, alive, http_get, httpd, pod_yaml, sh
+from tests.integration.conftest import BUSYBOX, DaemonHarness, alive, http_get, httpd, pod_yaml, running_daemon, sh
 
 pytestmark = pytest.mark.root
 
@@ -114,3 +115,47 @@ def test_remove_manifest_stops_pod_and_frees_network(daemon: DaemonHarness) -> N
     assert time.monotonic() - t0 < 30
     links = subprocess.run(["ip", "-o", "link", "show", "master", daemon.bridge], capture_output=True, text=True)
     assert links.stdout.strip() == ""
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        if int(text[text.rindex(")") + 2 :].split()[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _pause_facts(daemon: DaemonHarness, name: str) -> tuple[str, str]:
+    pause = daemon.pause_pid(name)
+    return Path(f"/proc/{pause}/comm").read_text().strip(), os.readlink(f"/proc/{pause}/exe")
+
+
+def test_the_compiled_pause_is_used_when_built(daemon: DaemonHarness) -> None:
+    from minikubelet.runtime.pausebin import default_pause_path
+
+    if not default_pause_path().exists():
+        assert shutil.which("cc") is None, f"scripts/_setup.sh should have built {default_pause_path()}"
+        pytest.skip("no C compiler: the Python pause is in use")
+    daemon.write("cpause.yaml", pod_yaml("cpause", [sh("c", "sleep 1000")]))
+    daemon.wait_running("cpause")
+    assert _pause_facts(daemon, "cpause") == ("pause", str(default_pause_path()))
+    assert "Using the compiled pause" in daemon.log()
+
+
+def test_the_python_pause_still_works(run_id: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """MINIKUBELET_PAUSE=python (or no compiled pause): the forked Python pause reaps orphans and records exits."""
+    monkeypatch.setenv("MINIKUBELET_PAUSE", "python")
+    with running_daemon(run_id, prefix="pypause") as daemon:
+        script = "i=0; while [ $i -lt 200 ]; do (sleep 0.01 &) ; i=$((i+1)); done; sleep 0.5; exit 7"
+        daemon.write("pyp.yaml", pod_yaml("pyp", [sh("c", script), sh("keep", "sleep 1000")], restartPolicy="Never"))
+        daemon.wait_for(lambda: "terminated" in daemon.container("pyp", "c")["state"], 30, "the container's exit")
+        assert daemon.container("pyp", "c")["state"]["terminated"]["exitCode"] == 7
+        comm, exe = _pause_facts(daemon, "pyp")
+        assert comm == "pause" and "python" in os.path.basename(exe)
+        pause = daemon.pause_pid("pyp")
+        daemon.wait_for(lambda: not [c for c in _children(pause) if not alive(c)], 10, "no zombie child of pause")
+        assert "Using the Python pause" in daemon.log()
