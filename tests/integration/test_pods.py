@@ -20,6 +20,20 @@ def ns_ids(pid: int) -> dict[str, str]:
     return {n: os.readlink(f"/proc/{pid}/ns/{n}") for n in ("net", "ipc", "uts", "pid", "mnt")}
 
 
+def zombie_children(pid: int) -> list[int]:
+    """The children of ``pid`` that exited and were not reaped."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        fields = text[text.rindex(")") + 2 :].split()
+        if fields[0] == "Z" and int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
 def test_two_containers_share_localhost_and_namespaces(daemon: DaemonHarness, tmp_path: Path) -> None:
     www = tmp_path / "www"
     www.mkdir()
@@ -66,20 +80,7 @@ def test_thousand_orphans_leave_no_zombies(daemon: DaemonHarness) -> None:
     log = daemon.log_dir / f"default_orphans_{pod['metadata']['uid']}" / "spawner" / "0.log"
     daemon.wait_for(lambda: "spawned" in log.read_text(), 60, "1000 orphans spawned")
     pause = daemon.pause_pid("orphans")
-
-    def zombies() -> list[str]:
-        out = []
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            try:
-                text = stat.read_text()
-            except OSError:
-                continue
-            fields = text[text.rindex(")") + 2 :].split()
-            if fields[0] == "Z" and int(fields[1]) == pause:
-                out.append(text)
-        return out
-
-    daemon.wait_for(lambda: not zombies(), 20, "no zombie children of pause")
+    daemon.wait_for(lambda: not zombie_children(pause), 20, "no zombie children of pause")
     assert alive(pause)
 
 
@@ -117,16 +118,6 @@ def test_remove_manifest_stops_pod_and_frees_network(daemon: DaemonHarness) -> N
     assert links.stdout.strip() == ""
 
 
-def _children(pid: int) -> list[int]:
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            text = stat.read_text()
-        except OSError:
-            continue
-        if int(text[text.rindex(")") + 2 :].split()[1]) == pid:
-            found.append(int(stat.parent.name))
-    return found
 
 
 def _pause_facts(daemon: DaemonHarness, name: str) -> tuple[str, str]:
@@ -157,5 +148,5 @@ def test_the_python_pause_still_works(run_id: str, monkeypatch: pytest.MonkeyPat
         comm, exe = _pause_facts(daemon, "pyp")
         assert comm == "pause" and "python" in os.path.basename(exe)
         pause = daemon.pause_pid("pyp")
-        daemon.wait_for(lambda: not [c for c in _children(pause) if not alive(c)], 10, "no zombie child of pause")
+        daemon.wait_for(lambda: not zombie_children(pause), 10, "no zombie child of pause")
         assert "Using the Python pause" in daemon.log()
