@@ -108,6 +108,8 @@ class ApiServer:
             web.get(POD + "/log", self.route(self._delegate("logs"))),
             web.get(POD + "/exec", self.route(self._delegate("exec"))),
             web.post(POD + "/exec", self.route(self._delegate("exec"))),
+            web.get(POD + "/portforward", self.route(self._delegate("portforward"))),
+            web.post(POD + "/portforward", self.route(self._delegate("portforward"))),
             web.get("/api/v1/nodes", self.route(nodes.list_nodes)),
             web.get("/api/v1/nodes/{name}", self.route(nodes.get_node)),
             web.patch("/api/v1/nodes/{name}", self.route(nodes.patch_node)),

@@ -17,6 +17,8 @@ _RESOURCES: list[dict[str, Any]] = [
      "shortNames": ["po"], "categories": ["all"]},
     {"name": "pods/exec", "singularName": "", "namespaced": True, "kind": "PodExecOptions", "verbs": ["create", "get"]},
     {"name": "pods/log", "singularName": "", "namespaced": True, "kind": "Pod", "verbs": ["get"]},
+    {"name": "pods/portforward", "singularName": "", "namespaced": True, "kind": "PodPortForwardOptions",
+     "verbs": ["create", "get"]},
     {"name": "pods/status", "singularName": "", "namespaced": True, "kind": "Pod", "verbs": ["get", "patch", "update"]},
     {"name": "nodes", "singularName": "node", "namespaced": False, "kind": "Node", "verbs": VERBS,
      "shortNames": ["no"]},

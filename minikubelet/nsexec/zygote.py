@@ -9,8 +9,9 @@ Why a zygote: a pause forked from it shares its interpreter pages, so a pod cost
 pause processes (grandchildren) are re-parented to it and reaped here while the daemon runs. It dies with the
 daemon (PDEATHSIG) and the pods stay: they are then re-parented to the host's init.
 
-Requests: ``{"id": N, "op": "sandbox"|"spawn"|"exec"|"netconf"|"ping", ...}``;
-replies: ``{"id": N, "ok": true, ...}`` or ``{"id": N, "ok": false, "reason": R, "error": MESSAGE}``.
+Requests: ``{"id": N, "op": "sandbox"|"spawn"|"exec"|"netconf"|"connect"|"ping", ...}``;
+replies: ``{"id": N, "ok": true, ...}`` or ``{"id": N, "ok": false, "reason": R, "error": MESSAGE}``; a ``connect``
+reply carries the connected socket as SCM_RIGHTS.
 """
 
 from __future__ import annotations
@@ -87,6 +88,30 @@ def op_netconf(req: dict[str, Any]) -> dict[str, Any]:
     return {}
 
 
+def op_connect(req: dict[str, Any]) -> dict[str, Any]:
+    """A TCP connection to localhost:PORT inside the pod's network namespace (kubectl port-forward), passed back.
+
+    As containerd's PortForward: IPv4 first, then IPv6; the error names both attempts in Go's words."""
+    pidfd = open_target(req["pause_pid"], req["pause_start"])
+    _sys.setns(pidfd, _sys.CLONE_NEWNET)
+    port, timeout = int(req["port"]), float(req.get("connect_timeout", 10))
+    errors = []
+    for family, host, net, shown in ((socket.AF_INET, "127.0.0.1", "tcp4", "127.0.0.1"),
+                                     (socket.AF_INET6, "::1", "tcp6", "[::1]")):
+        step = "socket"
+        try:
+            with socket.socket(family, socket.SOCK_STREAM) as s:
+                step = "connect"
+                s.settimeout(timeout)
+                s.connect((host, port))
+                return {"_fds": [s.detach()]}
+        except OSError as e:
+            text = "i/o timeout" if isinstance(e, TimeoutError) else os.strerror(e.errno) if e.errno else str(e)
+            errors.append(f"dial {net} {shown}:{port}: {step}: {text[:1].lower()}{text[1:]}")
+    raise StartError(f'failed to connect to localhost:{port} inside namespace "{req.get("sandbox_id", "")}", '
+                     f"IPv4: {errors[0]} IPv6 {errors[1]} ", "PortForwardError")
+
+
 def handle(sock: socket.socket, req: dict[str, Any], fds: list[int]) -> NoReturn:
     """In the forked child: run one request, answer, exit."""
     reply: dict[str, Any] = {"id": req.get("id")}
@@ -100,6 +125,8 @@ def handle(sock: socket.socket, req: dict[str, Any], fds: list[int]) -> NoReturn
             result = op_exec(req, fds)
         elif op == "netconf":
             result = op_netconf(req)
+        elif op == "connect":
+            result = op_connect(req)
         elif op == "ping":
             result = {"pid": os.getpid()}
         else:
@@ -112,7 +139,8 @@ def handle(sock: socket.socket, req: dict[str, Any], fds: list[int]) -> NoReturn
     except BaseException as e:
         reply.update(ok=False, reason="InternalError", error=repr(e))
     try:
-        sock.send(json.dumps(reply).encode())
+        passed = reply.pop("_fds", [])
+        socket.send_fds(sock, [json.dumps(reply).encode()], passed) if passed else sock.send(json.dumps(reply).encode())
     finally:
         os._exit(0)
 

@@ -12,6 +12,7 @@ import logging
 import os
 import shutil
 import signal
+import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,7 @@ from minikubelet.network.bridge import BridgeNetwork
 from minikubelet.network.ipam import Ipam
 from minikubelet.podspec import Pod
 from minikubelet.runtime.proc import ProcessHandle, is_alive, open_pidfd
-from minikubelet.runtime.zygote import Zygote
+from minikubelet.runtime.zygote import Zygote, close_fds
 
 log = logging.getLogger(__name__)
 
@@ -153,6 +154,22 @@ class LinuxRuntime:
             record=record, argv=argv, env=env, cwd=cwd, uid=user, gid=group, tty=tty,
         )
         return int(reply["pid"]), int(reply["start"])
+
+    async def connect_in_pod(self, uid: str, sandbox: Sandbox, port: int, timeout: float = 10) -> socket.socket:
+        """A non-blocking TCP socket connected to localhost:``port`` inside the pod's network namespace.
+
+        The zygote connects from a child that joined the pause's net namespace and passes the socket back, so the
+        daemon never calls setns. Raises ContainerStartError with the kubelet's words (connection refused...)."""
+        reply = await self.zygote.request("connect", timeout=timeout + 5, pause_pid=sandbox.pid,
+                                          pause_start=sandbox.start, port=port, sandbox_id=uid,
+                                          connect_timeout=timeout)
+        fds: list[int] = reply.get("fds", [])
+        if len(fds) != 1:
+            close_fds(fds)
+            raise ContainerStartError(f"the nsexec helper passed {len(fds)} sockets instead of 1", "InternalError")
+        conn = socket.socket(fileno=fds[0])
+        conn.setblocking(False)
+        return conn
 
     async def exec_sync(
         self, uid: str, sandbox: Sandbox | None, target_pid: int, target_start: int, record: str, argv: list[str],

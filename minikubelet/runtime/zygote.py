@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import logging
 import os
 import socket
+import struct
 import sys
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,28 @@ PACKAGE_PARENT = str(Path(__file__).resolve().parents[2])
 BOOTSTRAP = (
     "import sys; sys.path.insert(0, sys.argv[1]); from minikubelet.nsexec.zygote import main; main(sys.argv[2:])"
 )
+
+
+MAX_REPLY_FDS = 4
+
+
+def _recv_with_fds(sock: socket.socket) -> tuple[bytes, list[int]]:
+    """One reply and the fds passed with it (SCM_RIGHTS), received close-on-exec."""
+    data, ancdata, flags, _ = sock.recvmsg(1 << 20, socket.CMSG_SPACE(MAX_REPLY_FDS * 4), socket.MSG_CMSG_CLOEXEC)
+    fds: list[int] = []
+    for level, type_, cmsg in ancdata:
+        if level == socket.SOL_SOCKET and type_ == socket.SCM_RIGHTS:
+            usable = len(cmsg) - len(cmsg) % 4
+            fds.extend(struct.unpack(f"{usable // 4}i", cmsg[:usable]))
+    if flags & socket.MSG_CTRUNC:
+        log.warning("Zygote reply carried more fds than expected; the extra ones were dropped by the kernel")
+    return data, fds
+
+
+def close_fds(fds: list[int]) -> None:
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)
 
 
 class Zygote:
@@ -56,21 +80,27 @@ class Zygote:
         assert self._sock is not None
         while True:
             try:
-                data = self._sock.recv(1 << 20)
+                data, fds = _recv_with_fds(self._sock)
             except BlockingIOError:
                 return
             except OSError:
-                data = b""
+                data, fds = b"", []
             if not data:
+                close_fds(fds)
                 self._lost()
                 return
             try:
                 reply = json.loads(data)
                 fut = self._pending.pop(int(reply["id"]))
             except (ValueError, KeyError, TypeError):
-                log.warning("Zygote sent a reply nobody waits for reply=%r", data[:200])
+                log.warning("Zygote sent a reply nobody waits for reply=%r fds=%d", data[:200], len(fds))
+                close_fds(fds)
                 continue
-            if not fut.done():
+            if fds:
+                reply["fds"] = fds  # the receiver owns them (close_fds on every path that does not keep them)
+            if fut.done():
+                close_fds(fds)
+            else:
                 fut.set_result(reply)
 
     def _lost(self) -> None:
@@ -85,7 +115,9 @@ class Zygote:
         self._pending.clear()
 
     async def request(self, op: str, *, timeout: float = 30, fds: tuple[int, ...] = (), **args: Any) -> dict[str, Any]:
-        """Send one request; return the reply's fields or raise ContainerStartError(message, reason)."""
+        """Send one request; return the reply's fields or raise ContainerStartError(message, reason).
+
+        fds the zygote passed back (SCM_RIGHTS) are in the reply as ``"fds"``: the caller owns and must close them."""
         async with self._lock:
             if self._sock is None or self._proc is None or self._proc.returncode is not None:
                 if self._proc is not None:
@@ -100,9 +132,14 @@ class Zygote:
             socket.send_fds(self._sock, [data], list(fds)) if fds else self._sock.send(data)
             async with asyncio.timeout(timeout):
                 reply = await fut
+        except BaseException:
+            if fut.done() and not fut.cancelled() and fut.exception() is None:
+                close_fds(fut.result().get("fds", []))  # the reply came, but its caller is gone
+            raise
         finally:
             self._pending.pop(rid, None)
         if not reply.get("ok"):
+            close_fds(reply.get("fds", []))
             raise ContainerStartError(str(reply.get("error")), str(reply.get("reason") or "StartError"))
         return reply
 

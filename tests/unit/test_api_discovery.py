@@ -33,7 +33,7 @@ async def test_discovery_and_openapi(client: TestClient) -> None:  # type: ignor
     assert r.headers["Content-Type"] == "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
     resources = (await r.json())["items"][0]["versions"][0]["resources"]
     assert [x["resource"] for x in resources] == ["pods", "nodes", "events", "namespaces"]
-    assert {s["subresource"] for s in resources[0]["subresources"]} == {"exec", "log", "status"}
+    assert {s["subresource"] for s in resources[0]["subresources"]} == {"exec", "log", "portforward", "status"}
     legacy = await (await client.get("/api/v1", headers=AUTH)).json()
     assert {x["name"] for x in legacy["resources"]} >= {"pods", "pods/log", "pods/exec", "nodes", "events"}
     assert (await (await client.get("/apis", headers=AUTH)).json())["kind"] == "APIGroupList"
