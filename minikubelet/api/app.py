@@ -17,12 +17,13 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from minikubelet.api import discovery, nodes, podpatch
+from minikubelet.api import discovery, metrics, nodes, podpatch
 from minikubelet.api import events as api_events
 from minikubelet.api import pods as api_pods
 from minikubelet.api.auth import auth_middleware
 from minikubelet.api.errors import ApiError, status
 from minikubelet.api.listener import DualListener
+from minikubelet.api.metrics import Sampler
 from minikubelet.api.pods import check_name, check_namespace
 from minikubelet.api.watch import WatchHub
 from minikubelet.events import EventRecorder
@@ -85,6 +86,7 @@ class ApiServer:
         self._ssl = ssl_context
         self._probe_stats = probe_stats
         self.hub = WatchHub()
+        self.metrics = Sampler()  # kubectl top: the last usage reading of every container
         self.write_lock = asyncio.Lock()
         self._known: set[str] = set()
         self._cache: dict[str, tuple[int, int, float, dict[str, Any]]] = {}
@@ -115,6 +117,13 @@ class ApiServer:
             web.patch("/api/v1/nodes/{name}", self.route(nodes.patch_node)),
             web.get("/api/v1/events", self.route(api_events.list_events)),
             web.get("/api/v1/namespaces/{namespace}/events", self.route(api_events.list_events)),
+            web.get("/apis/metrics.k8s.io/v1beta1", metrics.resource_list),
+            web.get("/apis/metrics.k8s.io/v1beta1/nodes", self.route(metrics.list_node_metrics)),
+            web.get("/apis/metrics.k8s.io/v1beta1/nodes/{name}", self.route(metrics.list_node_metrics)),
+            web.get("/apis/metrics.k8s.io/v1beta1/pods", self.route(metrics.list_pod_metrics)),
+            web.get("/apis/metrics.k8s.io/v1beta1/namespaces/{namespace}/pods", self.route(metrics.list_pod_metrics)),
+            web.get("/apis/metrics.k8s.io/v1beta1/namespaces/{namespace}/pods/{name}",
+                    self.route(metrics.list_pod_metrics)),
             web.get("/api/v1/namespaces", self.route(list_namespaces)),
             web.get("/api/v1/namespaces/{namespace}", self.route(get_namespace)),
         ])

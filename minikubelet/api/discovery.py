@@ -7,6 +7,7 @@ from typing import Any
 from aiohttp import web
 
 from minikubelet import __version__
+from minikubelet.api import metrics
 from minikubelet.api.errors import typed_json
 
 AGGREGATED = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
@@ -69,10 +70,12 @@ async def api(request: web.Request) -> web.Response:
 
 
 async def apis(request: web.Request) -> web.Response:
+    """The named groups: only metrics.k8s.io (``kubectl top``), served by the daemon itself."""
     if _wants_aggregated(request):
-        body = {"kind": "APIGroupDiscoveryList", "apiVersion": "apidiscovery.k8s.io/v2", "metadata": {}, "items": []}
+        body = {"kind": "APIGroupDiscoveryList", "apiVersion": "apidiscovery.k8s.io/v2", "metadata": {},
+                "items": [metrics.aggregated_group()]}
         return typed_json(body, AGGREGATED)
-    return web.json_response({"kind": "APIGroupList", "apiVersion": "v1", "groups": []})
+    return web.json_response({"kind": "APIGroupList", "apiVersion": "v1", "groups": [metrics.group()]})
 
 
 async def api_v1(request: web.Request) -> web.Response:

@@ -1,0 +1,213 @@
+"""The resource metrics API (``metrics.k8s.io/v1beta1``) that ``kubectl top pod`` and ``kubectl top node`` read.
+
+On a cluster metrics-server serves it from the kubelets' cAdvisor figures; here the daemon measures its own pods
+from /proc (psutil): a container's usage is that of its main process and every descendant (CPU as a rate between
+two readings, memory as resident set size), the node's from the machine's counters. The first request after a
+while reads twice, ``FIRST_WINDOW`` apart; later ones use the reading before as the start of their window, as
+metrics-server does with its scrapes. Reading /proc happens in a worker thread, never on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import psutil
+from aiohttp import web
+
+from minikubelet.api.errors import not_found_error
+from minikubelet.api.pods import check_namespace
+from minikubelet.api.selectors import label_selector
+from minikubelet.status import State, rfc3339
+
+if TYPE_CHECKING:
+    from minikubelet.api.app import ApiServer
+    from minikubelet.podworker import PodWorker
+
+__all__ = [
+    "GROUP_VERSION", "Sampler", "aggregated_group", "group", "list_node_metrics", "list_pod_metrics", "resource_list",
+]
+
+GROUP_VERSION = "metrics.k8s.io/v1beta1"
+FIRST_WINDOW = 0.5  # seconds between the two readings of a first request
+STALE = 60.0  # an older reading is not a usable window start
+NODE_KEY = ("", "", 0, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    at: float  # monotonic
+    cpu_seconds: float
+    memory_bytes: int
+
+
+def _tree_reading(pid: int, start: int | None) -> Reading | None:
+    """CPU seconds and RSS of a process and its descendants (reaped descendants' CPU included), None if gone."""
+    try:
+        root = psutil.Process(pid)
+        if start is not None and _start_ticks(pid) != start:
+            return None
+        procs = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return None
+    cpu, memory = 0.0, 0
+    for proc in procs:
+        try:
+            with proc.oneshot():
+                t = proc.cpu_times()
+                cpu += t.user + t.system + t.children_user + t.children_system
+                memory += proc.memory_info().rss
+        except psutil.Error:
+            continue
+    return Reading(time.monotonic(), cpu, memory)
+
+
+def _start_ticks(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    return int(data[data.rindex(b")") + 2 :].split()[19])
+
+
+def _node_reading() -> Reading:
+    t = psutil.cpu_times()
+    busy = sum(t) - t.idle - getattr(t, "iowait", 0.0) - getattr(t, "guest", 0.0) - getattr(t, "guest_nice", 0.0)
+    vm = psutil.virtual_memory()
+    return Reading(time.monotonic(), busy, vm.total - vm.available)
+
+
+Key = tuple[str, str, int, int]  # (pod uid, container, pid, start): a new process starts a new series
+
+
+class Sampler:
+    """The last reading of every container (and the node), to measure a rate against."""
+
+    def __init__(self) -> None:
+        self._last: dict[Key, Reading] = {}
+
+    def usage(self, targets: dict[Key, tuple[int, int | None]]) -> dict[Key, tuple[float, int, float]]:
+        """(CPU cores, memory bytes, window seconds) per target key; blocking: call it in a thread. The node is
+        ``NODE_KEY``; a container whose process is gone is left out."""
+        now = time.monotonic()
+        first = {k: self._read(k, pid, start) for k, (pid, start) in targets.items()
+                 if k not in self._last or not 0.2 <= now - self._last[k].at <= STALE}
+        if first:
+            time.sleep(FIRST_WINDOW)
+        out: dict[Key, tuple[float, int, float]] = {}
+        for key, (pid, start) in targets.items():
+            before = first.get(key) or self._last.get(key)
+            after = self._read(key, pid, start)
+            if before is None or after is None:
+                self._last.pop(key, None)
+                continue
+            window = max(after.at - before.at, 1e-3)
+            out[key] = (max(0.0, after.cpu_seconds - before.cpu_seconds) / window, after.memory_bytes, window)
+            self._last[key] = after
+        for key in [k for k in self._last if k not in targets]:
+            del self._last[key]
+        return out
+
+    @staticmethod
+    def _read(key: Key, pid: int, start: int | None) -> Reading | None:
+        return _node_reading() if key == NODE_KEY else _tree_reading(pid, start)
+
+
+def _cpu(cores: float) -> str:
+    return f"{round(cores * 1e9)}n"
+
+
+def _memory(size: int) -> str:
+    return f"{size // 1024}Ki"
+
+
+def _window(seconds: float) -> str:
+    return f"{seconds:.3f}s"
+
+
+def _running(w: PodWorker) -> dict[str, tuple[int, int | None]]:
+    out: dict[str, tuple[int, int | None]] = {}
+    for c in w.pod.spec.containers:
+        rec = w.records.get(c.name)
+        if rec is not None and rec.state is State.RUNNING and rec.pid is not None:
+            out[c.name] = (rec.pid, rec.start)
+    return out
+
+
+async def list_pod_metrics(server: ApiServer, request: web.Request) -> web.Response:
+    ns = request.match_info.get("namespace")
+    if ns is not None:
+        check_namespace(ns)
+    name = request.match_info.get("name")
+    labels = label_selector(request.query.get("labelSelector"))
+    workers = [w for w in server.workers() if w.terminating is None and (ns is None or w.pod.namespace == ns)
+               and (name is None or w.pod.name == name) and labels(w.pod.labels)]
+    targets: dict[Key, tuple[int, int | None]] = {}
+    for w in workers:
+        for cname, (pid, start) in _running(w).items():
+            targets[(w.pod.uid, cname, pid, start or 0)] = (pid, start)
+    usage = await asyncio.to_thread(server.metrics.usage, targets) if targets else {}
+    items = []
+    stamp = rfc3339(time.time())
+    for w in workers:
+        containers = [{"name": k[1], "usage": {"cpu": _cpu(u[0]), "memory": _memory(u[1])}}
+                      for k, u in usage.items() if k[0] == w.pod.uid]
+        if not containers:
+            continue  # metrics-server has nothing for a pod that runs no container yet
+        window = max(u[2] for k, u in usage.items() if k[0] == w.pod.uid)
+        meta = server.snapshot(w)["metadata"]
+        items.append({"metadata": {"name": w.pod.name, "namespace": w.pod.namespace,
+                                   "creationTimestamp": meta.get("creationTimestamp"), "labels": w.pod.labels},
+                      "timestamp": stamp, "window": _window(window), "containers": containers})
+    if name is not None:
+        if not items:
+            raise not_found_error("pods.metrics.k8s.io", name)
+        return web.json_response({"kind": "PodMetrics", "apiVersion": GROUP_VERSION, **items[0]})
+    return web.json_response({"kind": "PodMetricsList", "apiVersion": GROUP_VERSION, "metadata": {}, "items": items})
+
+
+async def list_node_metrics(server: ApiServer, request: web.Request) -> web.Response:
+    name = request.match_info.get("name")
+    if name is not None and name != server.node_name:
+        raise not_found_error("nodes.metrics.k8s.io", name)
+    labels = label_selector(request.query.get("labelSelector"))
+    node_labels = server.node.to_api()["metadata"].get("labels") or {}
+    usage = await asyncio.to_thread(server.metrics.usage, {NODE_KEY: (0, None)})
+    cores, memory, window = usage[NODE_KEY]
+    item = {"metadata": {"name": server.node_name, "creationTimestamp": server.node.to_api()["metadata"].get(
+        "creationTimestamp"), "labels": node_labels}, "timestamp": rfc3339(time.time()), "window": _window(window),
+        "usage": {"cpu": _cpu(cores), "memory": _memory(memory)}}
+    if name is not None:
+        return web.json_response({"kind": "NodeMetrics", "apiVersion": GROUP_VERSION, **item})
+    items = [item] if labels(node_labels) else []
+    return web.json_response({"kind": "NodeMetricsList", "apiVersion": GROUP_VERSION, "metadata": {}, "items": items})
+
+
+RESOURCES: list[dict[str, Any]] = [
+    {"name": "nodes", "singularName": "", "namespaced": False, "kind": "NodeMetrics", "verbs": ["get", "list"]},
+    {"name": "pods", "singularName": "", "namespaced": True, "kind": "PodMetrics", "verbs": ["get", "list"]},
+]
+
+
+async def resource_list(request: web.Request) -> web.Response:
+    return web.json_response({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": GROUP_VERSION,
+                              "resources": RESOURCES})
+
+
+def group() -> dict[str, Any]:
+    """The APIGroup entry of ``/apis``."""
+    version = {"groupVersion": GROUP_VERSION, "version": "v1beta1"}
+    return {"name": "metrics.k8s.io", "versions": [version], "preferredVersion": version}
+
+
+def aggregated_group() -> dict[str, Any]:
+    """The APIGroupDiscovery entry of the aggregated ``/apis``."""
+    resources = [{"resource": r["name"], "responseKind": {"group": "metrics.k8s.io", "version": "v1beta1",
+                                                          "kind": r["kind"]},
+                  "scope": "Namespaced" if r["namespaced"] else "Cluster", "singularResource": r["name"][:-1],
+                  "verbs": r["verbs"]} for r in RESOURCES]
+    return {"metadata": {"name": "metrics.k8s.io", "creationTimestamp": None},
+            "versions": [{"version": "v1beta1", "freshness": "Current", "resources": resources}]}
