@@ -291,3 +291,29 @@ def test_run_with_args_only(kubectl: Kubectl, daemon: DaemonHarness) -> None:
     daemon.wait_for(lambda: kubectl.pod("once")["status"]["phase"] == "Succeeded", 20, "the pod completed")
     assert kubectl("logs", "once").strip() == "hello from args"
     assert rows(kubectl("get", "pod", "once"))[1][2] == "Completed"
+
+
+def test_top_pod_and_node(kubectl: Kubectl, daemon: DaemonHarness) -> None:
+    """kubectl top reads metrics.k8s.io, which the daemon serves from /proc: a busy loop shows as CPU, an idle
+    pod as none, and the node with its share of the machine."""
+    busy = json.loads(pod_yaml("busy", [{"name": "spin", "image": "busybox",
+                                         "command": [BUSYBOX, "sh", "-c", "while :; do :; done"]}]))
+    daemon.write("busy.yaml", json.dumps(busy))
+    daemon.write("idle.yaml", loop_pod("idle", app="quiet"))
+    daemon.wait_running("busy")
+    daemon.wait_running("idle")
+    table = rows(kubectl("top", "pod"))
+    assert table[0] == ["NAME", "CPU(cores)", "MEMORY(bytes)"]
+    usage = {r[0]: r[1:] for r in table[1:]}
+    assert set(usage) == {"busy", "idle"}
+    assert int(usage["busy"][0].rstrip("m")) >= 200, table  # a spinning shell uses most of a core
+    assert int(usage["idle"][0].rstrip("m")) < 100, table
+    assert all(re.fullmatch(r"\d+Mi", u[1]) for u in usage.values()), table
+    per_container = rows(kubectl("top", "pod", "busy", "--containers"))
+    assert per_container[0][:2] == ["POD", "NAME"] and per_container[1][:2] == ["busy", "spin"]
+    assert [r[0] for r in rows(kubectl("top", "pod", "-l", "app=quiet"))[1:]] == ["idle"]
+    missing = kubectl.run("top", "pod", "nope", check=False)
+    assert missing.returncode == 1 and 'pods.metrics.k8s.io "nope" not found' in missing.stderr, missing.stderr
+    node = rows(kubectl("top", "node"))
+    assert node[0] == ["NAME", "CPU(cores)", "CPU(%)", "MEMORY(bytes)", "MEMORY(%)"]
+    assert node[1][0] == daemon.node_name and node[1][2].endswith("%") and node[1][4].endswith("%")
