@@ -4,8 +4,9 @@ The daemon starts one zygote (``python -I -S``) and sends it JSON requests over 
 exec stdio) travel as SCM_RIGHTS. For each request the zygote forks a fresh child that does the namespace work
 (unshare/setns/fork/exec) and answers on the same socket, then exits. The daemon itself never calls setns or fork.
 
-Why a zygote: a pause forked from it shares its interpreter pages, so a pod costs about 1 MB of PSS instead of the
-~4 MB of an exec'd Python, and no request pays the ~5-20 ms interpreter start-up. The zygote is a child subreaper:
+Why a zygote: no request pays the ~5-20 ms interpreter start-up. The pause is the compiled ``pause.c`` when the
+request names it (about 50 KB per pod), else a Python pause forked from the quiescent pause factory, whose pages it
+shares (about 1.3 MB per pod instead of the ~4 MB of an exec'd Python). The zygote is a child subreaper:
 pause processes (grandchildren) are re-parented to it and reaped here while the daemon runs. It dies with the
 daemon (PDEATHSIG) and the pods stay: they are then re-parented to the host's init.
 
