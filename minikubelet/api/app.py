@@ -17,7 +17,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from minikubelet.api import discovery, metrics, nodes, podpatch
+from minikubelet.api import access, discovery, metrics, nodes, podpatch
 from minikubelet.api import events as api_events
 from minikubelet.api import pods as api_pods
 from minikubelet.api.auth import auth_middleware
@@ -117,6 +117,9 @@ class ApiServer:
             web.patch("/api/v1/nodes/{name}", self.route(nodes.patch_node)),
             web.get("/api/v1/events", self.route(api_events.list_events)),
             web.get("/api/v1/namespaces/{namespace}/events", self.route(api_events.list_events)),
+            web.post("/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", self.route(access.access_review)),
+            web.post("/apis/authentication.k8s.io/v1/selfsubjectreviews", self.route(access.self_review)),
+            web.post("/apis/authorization.k8s.io/v1/selfsubjectrulesreviews", self.route(access.rules_review)),
             web.get("/apis/metrics.k8s.io/v1beta1", metrics.resource_list),
             web.get("/apis/metrics.k8s.io/v1beta1/nodes", self.route(metrics.list_node_metrics)),
             web.get("/apis/metrics.k8s.io/v1beta1/nodes/{name}", self.route(metrics.list_node_metrics)),

@@ -317,3 +317,11 @@ def test_top_pod_and_node(kubectl: Kubectl, daemon: DaemonHarness) -> None:
     node = rows(kubectl("top", "node"))
     assert node[0] == ["NAME", "CPU(cores)", "CPU(%)", "MEMORY(bytes)", "MEMORY(%)"]
     assert node[1][0] == daemon.node_name and node[1][2].endswith("%") and node[1][4].endswith("%")
+
+
+def test_auth_can_i_and_whoami(kubectl: Kubectl) -> None:
+    """The token holder is the node's administrator: kubectl auth answers as for a cluster admin."""
+    assert kubectl("auth", "can-i", "create", "pods").strip() == "yes"
+    assert kubectl("auth", "can-i", "delete", "pods", "--all-namespaces").strip() == "yes"
+    assert rows(kubectl("auth", "whoami"))[1] == ["Username", "minikubelet-admin"]
+    assert rows(kubectl("auth", "can-i", "--list"))[1][:1] == ["*.*"]
