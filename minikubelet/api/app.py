@@ -120,6 +120,8 @@ class ApiServer:
             web.post("/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", self.route(access.access_review)),
             web.post("/apis/authentication.k8s.io/v1/selfsubjectreviews", self.route(access.self_review)),
             web.post("/apis/authorization.k8s.io/v1/selfsubjectrulesreviews", self.route(access.rules_review)),
+            web.get("/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/{name}",
+                    self.route(nodes.get_node_lease)),
             web.get("/apis/metrics.k8s.io/v1beta1", metrics.resource_list),
             web.get("/apis/metrics.k8s.io/v1beta1/nodes", self.route(metrics.list_node_metrics)),
             web.get("/apis/metrics.k8s.io/v1beta1/nodes/{name}", self.route(metrics.list_node_metrics)),

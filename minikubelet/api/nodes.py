@@ -110,3 +110,19 @@ def _json_patched(node: dict[str, Any], patch: Any, name: str) -> Any:
     except jsonpatch.PatchApplyError as e:
         log.info("JSON patch does not apply node=%s reason=%r", name, str(e))
         raise ApiError(422, "Invalid", jsonpatch.FAILED_MESSAGE, {}) from None
+
+
+async def get_node_lease(server: ApiServer, request: web.Request) -> web.Response:
+    """The node's heartbeat Lease (``kubectl describe node`` shows it): this daemon holds it and renews it as long
+    as it answers, so its renew time is now."""
+    name = request.match_info["name"]
+    if name != server.node_name:
+        raise not_found_error("leases.coordination.k8s.io", name)
+    created = server.node.to_api()["metadata"]["creationTimestamp"]
+    now = time.time()
+    renew = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1e6):06d}Z"
+    return web.json_response({
+        "kind": "Lease", "apiVersion": "coordination.k8s.io/v1",
+        "metadata": {"name": name, "namespace": "kube-node-lease", "uid": f"lease-{name}",
+                     "creationTimestamp": created, "resourceVersion": str(server.version())},
+        "spec": {"holderIdentity": name, "leaseDurationSeconds": 40, "renewTime": renew}})

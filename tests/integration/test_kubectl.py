@@ -325,3 +325,10 @@ def test_auth_can_i_and_whoami(kubectl: Kubectl) -> None:
     assert kubectl("auth", "can-i", "delete", "pods", "--all-namespaces").strip() == "yes"
     assert rows(kubectl("auth", "whoami"))[1] == ["Username", "minikubelet-admin"]
     assert rows(kubectl("auth", "can-i", "--list"))[1][:1] == ["*.*"]
+
+
+def test_describe_node(kubectl: Kubectl, daemon: DaemonHarness) -> None:
+    out = kubectl("describe", "node", daemon.node_name)
+    assert f"HolderIdentity:  {daemon.node_name}" in out, out
+    assert "Failed to get lease" not in out
+    assert re.search(r"Ready\s+True", out), out
