@@ -45,6 +45,31 @@ def report(name: str, values: list[float], unit: str, target: str = "") -> dict[
     return {"median": med, "p95": p95, "p99": p99}
 
 
+def hist_pct(bounds: list[float], counts: list[int], q: float) -> float:
+    """The q-quantile of a histogram as the upper bound of the bucket that holds it (inf: the overflow bucket)."""
+    total = sum(counts)
+    rank = max(1, -(-int(q * total * 1000) // 1000))  # ceil(q * total), at least the first sample
+    seen = 0
+    for i, n in enumerate(counts):
+        seen += n
+        if seen >= rank:
+            return bounds[i] if i < len(bounds) else float("inf")
+    return float("nan")
+
+
+def window_lateness(before: dict[str, Any], after: dict[str, Any]) -> dict[str, float] | None:
+    """Lateness percentiles over exactly the probes started between two ``/debug/probes`` reads (the daemon's
+    cumulative histogram), or None when the daemon does not publish one."""
+    if "lateness_hist_counts" not in after or "lateness_hist_counts" not in before:
+        return None
+    bounds = after["lateness_hist_bounds_ms"]
+    counts = [a - b for a, b in zip(after["lateness_hist_counts"], before["lateness_hist_counts"], strict=True)]
+    if not sum(counts):
+        return None
+    return {"p50": hist_pct(bounds, counts, 0.50), "p95": hist_pct(bounds, counts, 0.95),
+            "p99": hist_pct(bounds, counts, 0.99), "max": hist_pct(bounds, counts, 1.0), "n": sum(counts)}
+
+
 def web_pod(name: str, www: Path, liveness: dict[str, Any], grace: int = 2) -> str:
     container = {"name": "web", "image": "busybox", "command": [BUSYBOX, "httpd", "-f", "-p", "8080", "-h", str(www)],
                  "livenessProbe": liveness}
@@ -160,9 +185,18 @@ class ProbeBench:
         if before is not None and after is not None:
             rate = (after["probes_run"] - before["probes_run"]) / wall
             print(f"{'probes run per second':<44} {rate:8.1f}   (expected ~{count})")
-            print(f"{'probe start lateness vs schedule':<44} p50 {after['lateness_p50_ms']:8.2f} ms   "
+            # over exactly the measurement window (the histogram difference; each figure is the upper bound of its
+            # bucket: 0.1 ms below 20 ms, 1 ms below 200 ms); the daemon's last-N-samples figures include whatever
+            # came before the window when fewer than N probes ran in it
+            window = window_lateness(before, after)
+            if window is not None:
+                print(f"{'probe start lateness vs schedule (window)':<44} median {window['p50']:6.1f} ms   "
+                      f"p95 {window['p95']:6.1f} ms   p99 {window['p99']:6.1f} ms   max <= {window['max']:6.1f} ms   "
+                      f"n={window['n']}   target p99 <= 50 ms")
+                self.results["lateness_window_ms"] = window
+            print(f"{'  last samples (daemon figures)':<44} p50 {after['lateness_p50_ms']:8.2f} ms   "
                   f"p99 {after['lateness_p99_ms']:8.2f} ms   max {after['lateness_max_ms']:8.2f} ms   "
-                  f"n={after['lateness_samples']}   target p99 <= 50 ms")
+                  f"n={after['lateness_samples']}")
             self.results["probe_rate_per_s"] = rate
             self.results["lateness_ms"] = {k: after[k] for k in ("lateness_p50_ms", "lateness_p99_ms",
                                                                  "lateness_max_ms", "lateness_samples")}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import ipaddress
 import json
 import os
@@ -18,7 +19,7 @@ import socket
 from dataclasses import dataclass
 
 import aiohttp
-from multidict import CIMultiDict
+from multidict import CIMultiDict, CIMultiDictProxy, istr
 from yarl import URL
 
 from minikubelet.containerenv import expand
@@ -26,7 +27,17 @@ from minikubelet.errors import MinikubeletError
 from minikubelet.podspec import Container, Probe
 from minikubelet.probe import PodView, ProbeResult
 
-__all__ = ["MAX_BODY", "MAX_REDIRECTS", "USER_AGENT", "Outcome", "exec_probe", "http_get", "resolve_port", "tcp_socket"]
+__all__ = [
+    "MAX_BODY",
+    "MAX_REDIRECTS",
+    "USER_AGENT",
+    "Outcome",
+    "exec_probe",
+    "http_get",
+    "new_http_session",
+    "resolve_port",
+    "tcp_socket",
+]
 
 USER_AGENT = "kube-probe/1.37"  # kube-probe/<major>.<minor> of the Kubernetes version we present (kubectl 1.37)
 MAX_BODY = 10 * 1024  # bytes of a response body read at most
@@ -95,6 +106,27 @@ def _dial_error(addr: str, exc: OSError) -> str:
 # --------------------------------------------------------------------------------------------------------- httpGet
 
 
+# aiohttp adds these unless told not to: ours are set (or deliberately left out) by _headers; never ask for compression
+_SKIP_AUTO_HEADERS = frozenset(istr(h) for h in ("Accept", "Accept-Encoding", "User-Agent"))
+# the whole exchange is bounded by asyncio.timeout(timeoutSeconds) in http_get: no aiohttp timers on top
+_NO_TIMEOUTS = aiohttp.ClientTimeout(total=None, connect=None, sock_read=None, sock_connect=None)
+
+
+def new_http_session() -> aiohttp.ClientSession:
+    """The session every httpGet probe shares, with as little per-request work as aiohttp allows: no proxy from the
+    environment, no keep-alive, no TLS verification, no decompression, no cookies (Go's probe client has no jar),
+    no connection limit, no aiohttp timeouts (http_get bounds the exchange), no tracing, our auto headers skipped."""
+    connector = aiohttp.TCPConnector(force_close=True, limit=0, ssl=False)
+    return aiohttp.ClientSession(
+        connector=connector,
+        trust_env=False,
+        auto_decompress=False,
+        cookie_jar=aiohttp.DummyCookieJar(),
+        timeout=_NO_TIMEOUTS,
+        skip_auto_headers=_SKIP_AUTO_HEADERS,
+    )
+
+
 def _headers(probe: Probe) -> CIMultiDict[str]:
     headers: CIMultiDict[str] = CIMultiDict()
     for h in probe.http_headers:
@@ -117,13 +149,31 @@ def probe_url(probe: Probe, host: str, port: int) -> str:
     return f"{probe.scheme.lower() or 'http'}://{_join_host_port(host, port)}{path}"
 
 
+@dataclass(frozen=True, slots=True)
+class _Request:
+    """What http_get sends for one (probe, host, port), computed once: Go's URL spelling, the URL, the headers."""
+
+    shown: str
+    url: URL
+    headers: CIMultiDictProxy[str]
+
+
+@functools.lru_cache(maxsize=4096)
+def _request(probe: Probe, host: str, port: int) -> _Request:
+    shown = probe_url(probe, host, port)  # Go's spelling, for messages (yarl drops a default port)
+    return _Request(shown, URL(shown), CIMultiDictProxy(_headers(probe)))
+
+
 async def _read_at_most(resp: aiohttp.ClientResponse, limit: int) -> bytes:
+    content = resp.content
     buf = bytearray()
     while len(buf) < limit:
-        chunk = await resp.content.read(limit - len(buf))
+        chunk = await content.read(limit - len(buf))
         if not chunk:
             break
         buf += chunk
+        if content.at_eof():
+            break
     return bytes(buf)
 
 
@@ -167,12 +217,12 @@ async def http_get(probe: Probe, container: Container, pod_ip: str, session: aio
     resolved = _target(probe, container, pod_ip)
     if isinstance(resolved, Outcome):
         return resolved
-    host, port = resolved
-    shown = probe_url(probe, host, port)  # Go's spelling, for messages (yarl drops a default port)
-    url = URL(shown)
+    request = _request(probe, *resolved)
+    shown, url = request.shown, request.url
+    headers: CIMultiDictProxy[str] | CIMultiDict[str] = request.headers
     first_host = url.host
-    headers = _headers(probe)
-    skip = ("Accept", "Accept-Encoding", "User-Agent")  # set only by _headers; never ask for compression
+    # a session from new_http_session() skips these already: no per-request set to build
+    skip = None if session.skip_auto_headers >= _SKIP_AUTO_HEADERS else _SKIP_AUTO_HEADERS
     requests = 0
     awaiting = "headers"
     try:
@@ -181,10 +231,10 @@ async def http_get(probe: Probe, container: Container, pod_ip: str, session: aio
                 awaiting = "headers"
                 requests += 1
                 async with session.get(
-                    url, headers=headers, skip_auto_headers=skip, allow_redirects=False, ssl=False, proxy=None
+                    url, headers=headers, skip_auto_headers=skip, allow_redirects=False, ssl=False
                 ) as resp:
-                    location = resp.headers.get("Location")
-                    if resp.status in _REDIRECT_CODES and location:
+                    location = resp.headers.get("Location") if resp.status in _REDIRECT_CODES else None
+                    if location:
                         target = url.join(URL(location))
                         if target.host == first_host and requests >= MAX_REDIRECTS:
                             return Outcome(
@@ -192,7 +242,7 @@ async def http_get(probe: Probe, container: Container, pod_ip: str, session: aio
                             )
                         if target.host == first_host:
                             if URL(location).is_absolute() and "Host" in headers:
-                                headers = headers.copy()
+                                headers = CIMultiDict(headers)
                                 del headers["Host"]  # Go keeps a custom Host only through relative redirects
                             url, shown = target, str(target)
                             continue

