@@ -287,24 +287,24 @@ def main() -> None:
     uname = os.uname()
     print(f"machine: {uname.sysname} {uname.release} {uname.machine}, {os.cpu_count()} CPUs, "
           f"Python {sys.version.split()[0]}")
-    if args.what == "probes":  # its own daemon (a /22 pod CIDR for 500 pods): scripts/bench_probes.py
+    results: dict[str, Any] = {}
+    if args.what != "probes":
+        with Bench(args.runs or 30, args.vs_podman) as b:
+            if args.what in ("all", "start", "stop"):
+                b.start_stop()
+            if args.what in ("all", "overhead"):
+                b.overhead()
+            if args.what in ("all", "scale"):
+                b.scale()
+            if args.what in ("all", "api"):
+                b.api()
+            results.update(b.results)
+    if args.what in ("all", "probes"):  # its own daemon (a /22 pod CIDR for 500 pods): scripts/bench_probes.py
         from scripts.bench_probes import run
 
-        results = run("probes", args.runs or 10)
-        if args.json:
-            args.json.write_text(json.dumps(results, indent=2))
-        return
-    with Bench(args.runs or 30, args.vs_podman) as b:
-        if args.what in ("all", "start", "stop"):
-            b.start_stop()
-        if args.what in ("all", "overhead"):
-            b.overhead()
-        if args.what in ("all", "scale"):
-            b.scale()
-        if args.what in ("all", "api"):
-            b.api()
-        if args.json:
-            args.json.write_text(json.dumps(b.results, indent=2))
+        results.update(run("probes", args.runs or 10))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":

@@ -268,3 +268,17 @@ def sh(name: str, script: str) -> dict[str, Any]:
 def events_of(daemon: DaemonHarness, pod: str) -> list[dict[str, Any]]:
     items: list[dict[str, Any]] = json.loads(daemon.get_text("/events"))["items"]
     return [e for e in items if e["involvedObject"]["name"] == pod]
+
+
+def find_events(
+    daemon: DaemonHarness, pod: str, reason: str, *, container: str | None = None, kind: str = "containers"
+) -> list[dict[str, Any]]:
+    """The pod's events with ``reason``, only those about ``container`` (of ``kind``) when one is named."""
+    out = []
+    for e in events_of(daemon, pod):
+        if e["reason"] != reason:
+            continue
+        if container is not None and e["involvedObject"].get("fieldPath") != f"spec.{kind}{{{container}}}":
+            continue
+        out.append(e)
+    return out

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.harness import BUSYBOX, DaemonHarness, alive, events_of, pod_yaml, sh
+from tests.harness import BUSYBOX, DaemonHarness, alive, events_of, find_events, pod_yaml, sh
 
 pytestmark = pytest.mark.root
 
@@ -115,19 +115,6 @@ def wait_pod(
 
 def wait_phase(daemon: DaemonHarness, name: str, phase: str, timeout: float = 20) -> dict[str, Any]:
     return wait_pod(daemon, name, lambda p: bool(p["status"]["phase"] == phase), timeout, f"pod {name} phase {phase}")
-
-
-def find_events(
-    daemon: DaemonHarness, pod: str, reason: str, *, container: str | None = None, kind: str = "containers"
-) -> list[dict[str, Any]]:
-    out = []
-    for e in events_of(daemon, pod):
-        if e["reason"] != reason:
-            continue
-        if container is not None and e["involvedObject"].get("fieldPath") != f"spec.{kind}{{{container}}}":
-            continue
-        out.append(e)
-    return out
 
 
 def assert_terminated(term: dict[str, Any], exit_code: int, reason: str) -> None:

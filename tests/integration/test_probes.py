@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from tests.harness import BUSYBOX, DaemonHarness, alive, events_of, http_get, pod_yaml, sh
+from tests.harness import BUSYBOX, DaemonHarness, alive, events_of, find_events, http_get, pod_yaml, sh
 
 pytestmark = pytest.mark.root
 
@@ -112,11 +112,7 @@ def wait_ready(daemon: DaemonHarness, name: str, container: str, ready: bool, ti
 
 
 def events(daemon: DaemonHarness, pod: str, reason: str, container: str | None = None) -> list[dict[str, Any]]:
-    return [
-        e for e in events_of(daemon, pod)
-        if e["reason"] == reason
-        and (container is None or e["involvedObject"].get("fieldPath") == f"spec.containers{{{container}}}")
-    ]
+    return find_events(daemon, pod, reason, container=container)
 
 
 def wait_event(
