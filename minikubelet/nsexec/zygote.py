@@ -179,14 +179,24 @@ def pause_factory(ctl: socket.socket, sock: socket.socket) -> NoReturn:
         reap_children()
 
 
-def serve(sock: socket.socket) -> None:
-    gc.collect()
-    gc.freeze()
+def start_factory(sock: socket.socket, close_in_child: list[int]) -> socket.socket:
+    """Fork the pause factory; returns the socket that hands it sandbox requests."""
     factory_ctl, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     if os.fork() == 0:
         factory_ctl.close()
+        for fd in close_in_child:
+            os.close(fd)
         pause_factory(theirs, sock)
     theirs.close()
+    return factory_ctl
+
+
+def serve(sock: socket.socket) -> None:
+    gc.collect()
+    gc.freeze()
+    # the factory only serves Python pauses: with the compiled pause (a request naming ``pause_bin``) the sandbox is
+    # forked from here like any request, and the factory is started the first time a Python pause is asked for
+    factory_ctl: socket.socket | None = None
     wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     signal.set_wakeup_fd(wake_w)
     signal.signal(signal.SIGCHLD, lambda *_: None)
@@ -203,7 +213,11 @@ def serve(sock: socket.socket) -> None:
                     req = json.loads(data)
                 except ValueError:
                     continue
-                if req.get("op") == "sandbox":
+                if req.get("op") == "sandbox" and not req.get("pause_bin"):
+                    if factory_ctl is None:
+                        signal.set_wakeup_fd(-1)  # the child must not inherit it; set again below
+                        factory_ctl = start_factory(sock, [wake_r, wake_w, sel.fileno()])
+                        signal.set_wakeup_fd(wake_w)
                     factory_ctl.send(data)
                     continue
                 pid = os.fork()
