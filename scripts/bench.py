@@ -85,7 +85,11 @@ class Bench:
 
     def __enter__(self) -> Bench:
         self.daemon.root.mkdir(exist_ok=True)
-        self.daemon.start()
+        try:
+            self.daemon.start()
+        except BaseException:
+            self.__exit__()  # a daemon that did not come up leaves nothing either
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -104,7 +104,11 @@ class ProbeBench:
         self.results: dict[str, Any] = {}
 
     def __enter__(self) -> ProbeBench:
-        self.daemon.start()
+        try:
+            self.daemon.start()
+        except BaseException:
+            self.__exit__()  # a daemon that did not come up leaves nothing either
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:
