@@ -188,6 +188,9 @@ def new_document(body: Any, ns: str) -> tuple[str, dict[str, Any]]:
     """(name, manifest document) of an object to create in ``ns``: 400/422 when it cannot be one."""
     if not isinstance(body, dict):
         raise bad_request('Pod in version "v1" cannot be handled as a Pod: the body must be a JSON object')
+    if body.get("kind") not in (None, "Pod") or body.get("apiVersion") not in (None, "v1"):
+        raise bad_request(f"the object provided is unrecognized (must be of type Pod): it is a "
+                          f"{body.get('apiVersion') or '(no apiVersion)'} {body.get('kind') or '(no kind)'}")
     meta = body.get("metadata")
     if not isinstance(meta, dict):
         raise invalid("Pod", "", ["metadata.name: Required value: name or generateName is required"])

@@ -98,6 +98,10 @@ def test_error_paths_change_nothing(daemon: DaemonHarness) -> None:
     assert_status(api.call("POST", pods, json.dumps(POD).encode(), ctype="text/plain"), 415, "UnsupportedMediaType")
     huge = json.dumps({**POD, "metadata": {"name": "huge", "annotations": {"a": "x" * (2 << 20)}}}).encode()
     assert_status(api.call("POST", pods, huge), 413, "RequestEntityTooLarge")
+    a_node = {**POD, "kind": "Node"}
+    body = assert_status(api.call("POST", pods, json.dumps(a_node).encode()), 400, "BadRequest")
+    assert body["message"] == "the object provided is unrecognized (must be of type Pod): it is a v1 Node"
+    assert_status(api.call("PUT", pods + "/ok-pod", json.dumps(a_node).encode()), 400, "BadRequest")
     other_ns = {**POD, "metadata": {"name": "elsewhere", "namespace": "other"}}
     assert_status(api.call("POST", pods, json.dumps(other_ns).encode()), 400, "BadRequest")
     traversal = {**POD, "metadata": {"name": "../../etc/evil"}}
