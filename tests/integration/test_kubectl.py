@@ -332,3 +332,29 @@ def test_describe_node(kubectl: Kubectl, daemon: DaemonHarness) -> None:
     assert f"HolderIdentity:  {daemon.node_name}" in out, out
     assert "Failed to get lease" not in out
     assert re.search(r"Ready\s+True", out), out
+
+
+def test_cp_and_edit(kubectl: Kubectl, daemon: DaemonHarness, tmp_path: Path) -> None:
+    """kubectl cp runs tar in the container through exec; kubectl edit GETs, runs $EDITOR, and PATCHes."""
+    daemon.write("box.yaml", loop_pod("box", tier="backend"))
+    daemon.wait_running("box")
+    pid = daemon.container_pid("box", "main")
+    src = tmp_path / "in.txt"
+    src.write_text("copied in\n")
+    target = f"/tmp/mk-cp-{daemon.bridge}.txt"  # containers see the node's filesystem until images land
+    try:
+        kubectl("cp", str(src), f"box:{target}")
+        assert kubectl("exec", "box", "--", "cat", target) == "copied in\n"
+        back = tmp_path / "back.txt"
+        kubectl("cp", f"box:{target}", str(back))
+        assert back.read_text() == "copied in\n"
+    finally:
+        Path(target).unlink(missing_ok=True)
+    # a label-only edit keeps the pod and its process
+    env = dict(kubectl.env, EDITOR="sed -i s/tier:\\ backend/tier:\\ frontend/")
+    edited = subprocess.run([kubectl.binary, "edit", "pod", "box"], capture_output=True, text=True, env=env,
+                            timeout=60)
+    assert edited.returncode == 0 and edited.stdout.strip() == "pod/box edited", edited
+    assert kubectl.pod("box")["metadata"]["labels"] == {"tier": "frontend"}
+    assert daemon.container_pid("box", "main") == pid
+    assert "tier: frontend" in (daemon.manifests / "box.yaml").read_text()
