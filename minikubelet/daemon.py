@@ -104,6 +104,9 @@ class Daemon:
 
     def next_version(self) -> int:
         self.version = next(self._versions)
+        api: ApiServer | None = getattr(self, "api", None)
+        if api is not None:
+            api.hub.poke()  # node and event watches look now
         return self.version
 
     async def build(self) -> None:

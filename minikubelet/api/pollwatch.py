@@ -1,7 +1,8 @@
 """Watches of nodes and events (``kubectl get nodes -w``, ``kubectl get events -w``; contract §11).
 
 The node and the event store belong to other modules and call nothing in the API when they change, but every change
-takes a new resourceVersion from the daemon's one counter. So a watcher polls its source every ``POLL_SECONDS``:
+takes a new resourceVersion from the daemon's one counter, which pokes the watch hub. So a watcher looks at its
+source when poked (at most every ``COALESCE_SECONDS``) and at least every ``POLL_SECONDS``:
 an object whose resourceVersion moved is streamed as ADDED or MODIFIED (DELETED when it leaves the selection, or,
 for events, the bounded store), in resourceVersion order. The cost is one pass over at most MAX_EVENTS small
 records per poll and watcher, and only objects that changed are rendered.
@@ -28,7 +29,8 @@ from minikubelet.api.watch import WatchHub, bookmark
 
 log = logging.getLogger(__name__)
 
-POLL_SECONDS = 0.25
+POLL_SECONDS = 1.0  # a safety net: changes arrive by pokes
+COALESCE_SECONDS = 0.02  # a burst of changes is sent in one look
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +123,7 @@ async def serve(request: web.Request, hub: WatchHub, source: Source, as_table: b
     resp.enable_chunked_encoding()
     await resp.prepare(request)
     stop = hub.stopper()
+    wake = hub.waker()
     log.debug("Watch started kind=%s resourceVersion=%s initial=%s", source.kind, rv, initial)
     deadline = None if timeout is None else time.monotonic() + timeout
     columns = True
@@ -142,13 +145,16 @@ async def serve(request: web.Request, hub: WatchHub, source: Source, as_table: b
                 break
             try:
                 async with asyncio.timeout(wait):
-                    await stop.wait()
+                    await wake.wait()
+                await asyncio.sleep(COALESCE_SECONDS)
             except TimeoutError:
                 pass
+            wake.clear()
     except (ConnectionResetError, ConnectionError):
         pass
     finally:
         hub.release(stop)
+        hub.release(wake)
     return resp
 
 

@@ -87,6 +87,7 @@ class WatchHub:
         self.watchers: set[Watcher] = set()
         self.history: deque[Change] = deque(maxlen=HISTORY)
         self._stoppers: set[asyncio.Event] = set()
+        self._wakers: set[asyncio.Event] = set()
 
     def stopper(self) -> asyncio.Event:
         """An event set when the server stops: polling watches (nodes, events; ``pollwatch``) end on it."""
@@ -94,8 +95,20 @@ class WatchHub:
         self._stoppers.add(event)
         return event
 
+    def waker(self) -> asyncio.Event:
+        """An event set whenever the daemon takes a resourceVersion (``poke``) and when the server stops: polling
+        watches look at their source then instead of waiting for their next poll."""
+        event = asyncio.Event()
+        self._wakers.add(event)
+        return event
+
+    def poke(self) -> None:
+        for event in self._wakers:
+            event.set()
+
     def release(self, event: asyncio.Event) -> None:
         self._stoppers.discard(event)
+        self._wakers.discard(event)
 
     def publish(self, version: int, uid: str, deleted: bool, pod: dict[str, Any]) -> None:
         change = Change(version, uid, deleted, pod)
@@ -123,7 +136,7 @@ class WatchHub:
         for w in list(self.watchers):
             if not w.dropped:
                 w.drop()
-        for event in self._stoppers:
+        for event in self._stoppers | self._wakers:
             event.set()
 
 
