@@ -20,6 +20,7 @@ from aiohttp import web
 from minikubelet.api.errors import not_found_error
 from minikubelet.api.pods import check_namespace
 from minikubelet.api.selectors import label_selector
+from minikubelet.runtime.proc import start_time
 from minikubelet.status import State, rfc3339
 
 if TYPE_CHECKING:
@@ -47,7 +48,7 @@ def _tree_reading(pid: int, start: int | None) -> Reading | None:
     """CPU seconds and RSS of a process and its descendants (reaped descendants' CPU included), None if gone."""
     try:
         root = psutil.Process(pid)
-        if start is not None and _start_ticks(pid) != start:
+        if start is not None and start_time(pid) != start:
             return None
         procs = [root, *root.children(recursive=True)]
     except psutil.Error:
@@ -62,15 +63,6 @@ def _tree_reading(pid: int, start: int | None) -> Reading | None:
         except psutil.Error:
             continue
     return Reading(time.monotonic(), cpu, memory)
-
-
-def _start_ticks(pid: int) -> int | None:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-    except OSError:
-        return None
-    return int(data[data.rindex(b")") + 2 :].split()[19])
 
 
 def _node_reading() -> Reading:
