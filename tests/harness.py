@@ -282,3 +282,16 @@ def find_events(
             continue
         out.append(e)
     return out
+
+
+def wait_pod(
+    daemon: DaemonHarness, name: str, check: Callable[[dict[str, Any]], Any], timeout: float = 20, what: str = ""
+) -> dict[str, Any]:
+    """Poll until the listed pod satisfies ``check``; returns it."""
+
+    def probe() -> dict[str, Any] | None:
+        p = daemon.pod(name)
+        return p if p is not None and check(p) else None
+
+    result: dict[str, Any] = daemon.wait_for(probe, timeout, what or f"pod {name} condition")
+    return result

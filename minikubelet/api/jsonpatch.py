@@ -86,12 +86,19 @@ def _parent(doc: Any, parts: list[str], pointer: str) -> Any:
     return node
 
 
-def get(doc: Any, pointer: str) -> Any:
+def _locate(doc: Any, pointer: str) -> tuple[Any, str] | None:
+    """(parent container, last token) of ``pointer`` in ``doc``; None for the whole document (``""``)."""
     parts = parse_pointer(pointer)
     if not parts:
+        return None
+    return _parent(doc, parts, pointer), parts[-1]
+
+
+def get(doc: Any, pointer: str) -> Any:
+    located = _locate(doc, pointer)
+    if located is None:
         return doc
-    parent = _parent(doc, parts, pointer)
-    token = parts[-1]
+    parent, token = located
     if isinstance(parent, dict):
         if token not in parent:
             raise PatchApplyError(f"doc is missing key: {pointer}")
@@ -102,11 +109,10 @@ def get(doc: Any, pointer: str) -> Any:
 
 
 def _add(doc: Any, pointer: str, value: Any) -> Any:
-    parts = parse_pointer(pointer)
-    if not parts:
+    located = _locate(doc, pointer)
+    if located is None:
         return value
-    parent = _parent(doc, parts, pointer)
-    token = parts[-1]
+    parent, token = located
     if isinstance(parent, dict):
         parent[token] = value
     elif isinstance(parent, list):
@@ -118,11 +124,10 @@ def _add(doc: Any, pointer: str, value: Any) -> Any:
 
 def _remove(doc: Any, pointer: str) -> tuple[Any, Any]:
     """(document, removed value)."""
-    parts = parse_pointer(pointer)
-    if not parts:
+    located = _locate(doc, pointer)
+    if located is None:
         return None, doc
-    parent = _parent(doc, parts, pointer)
-    token = parts[-1]
+    parent, token = located
     if isinstance(parent, dict):
         if token not in parent:
             raise PatchApplyError(f"remove operation does not apply: doc is missing key: {pointer}")
@@ -133,11 +138,10 @@ def _remove(doc: Any, pointer: str) -> tuple[Any, Any]:
 
 
 def _replace(doc: Any, pointer: str, value: Any) -> Any:
-    parts = parse_pointer(pointer)
-    if not parts:
+    located = _locate(doc, pointer)
+    if located is None:
         return value
-    parent = _parent(doc, parts, pointer)
-    token = parts[-1]
+    parent, token = located
     if isinstance(parent, dict):
         if token not in parent:
             raise PatchApplyError(f"replace operation does not apply: doc is missing key: {pointer}")

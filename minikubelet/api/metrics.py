@@ -166,12 +166,13 @@ async def list_node_metrics(server: ApiServer, request: web.Request) -> web.Resp
     if name is not None and name != server.node_name:
         raise not_found_error("nodes.metrics.k8s.io", name)
     labels = label_selector(request.query.get("labelSelector"))
-    node_labels = server.node.to_api()["metadata"].get("labels") or {}
+    node_meta = server.node.to_api()["metadata"]
+    node_labels = node_meta.get("labels") or {}
     usage = await asyncio.to_thread(server.metrics.usage, {NODE_KEY: (0, None)})
     cores, memory, window = usage[NODE_KEY]
-    item = {"metadata": {"name": server.node_name, "creationTimestamp": server.node.to_api()["metadata"].get(
-        "creationTimestamp"), "labels": node_labels}, "timestamp": rfc3339(time.time()), "window": _window(window),
-        "usage": {"cpu": _cpu(cores), "memory": _memory(memory)}}
+    item = {"metadata": {"name": server.node_name, "creationTimestamp": node_meta.get("creationTimestamp"),
+                         "labels": node_labels}, "timestamp": rfc3339(time.time()), "window": _window(window),
+            "usage": {"cpu": _cpu(cores), "memory": _memory(memory)}}
     if name is not None:
         return web.json_response({"kind": "NodeMetrics", "apiVersion": GROUP_VERSION, **item})
     items = [item] if labels(node_labels) else []

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.harness import BUSYBOX, DaemonHarness, alive, events_of, find_events, pod_yaml, sh
+from tests.harness import BUSYBOX, DaemonHarness, alive, events_of, find_events, pod_yaml, sh, wait_pod
 
 pytestmark = pytest.mark.root
 
@@ -100,17 +100,6 @@ def wait_container(
     return result
 
 
-def wait_pod(
-    daemon: DaemonHarness, name: str, check: Callable[[dict[str, Any]], bool], timeout: float = 20, what: str = ""
-) -> dict[str, Any]:
-    """Poll until the listed pod satisfies ``check``; returns it."""
-
-    def probe() -> dict[str, Any] | None:
-        p = daemon.pod(name)
-        return p if p is not None and check(p) else None
-
-    result: dict[str, Any] = daemon.wait_for(probe, timeout, what or f"pod {name} condition")
-    return result
 
 
 def wait_phase(daemon: DaemonHarness, name: str, phase: str, timeout: float = 20) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from tests.harness import BUSYBOX, DaemonHarness, alive, events_of, find_events, http_get, pod_yaml, sh
+from tests.harness import BUSYBOX, DaemonHarness, alive, events_of, find_events, http_get, pod_yaml, sh, wait_pod
 
 pytestmark = pytest.mark.root
 
@@ -91,15 +91,6 @@ def condition(pod: dict[str, Any], kind: str) -> str:
     return ""
 
 
-def wait_pod(
-    daemon: DaemonHarness, name: str, check: Callable[[dict[str, Any]], Any], timeout: float = 20, what: str = ""
-) -> dict[str, Any]:
-    def probe() -> dict[str, Any] | None:
-        p = daemon.pod(name)
-        return p if p is not None and check(p) else None
-
-    result: dict[str, Any] = daemon.wait_for(probe, timeout, what or f"pod {name} condition")
-    return result
 
 
 def wait_ready(daemon: DaemonHarness, name: str, container: str, ready: bool, timeout: float = 15) -> dict[str, Any]:
