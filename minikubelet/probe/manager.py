@@ -1,4 +1,4 @@
-"""ProbeManager: owns every probe worker task and the one HTTP client session they share.
+"""ProbeManager: owns every probe worker task.
 
 One worker per (pod uid, container, kind) for the probes defined on regular containers (never init containers).
 Nothing here blocks: ``add_pod``/``update_pod``/``remove_pod`` only create or cancel tasks, and each worker is its own
@@ -14,11 +14,9 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import aiohttp
-
 from minikubelet.podspec import Container, Pod, Probe, ProbeKind
 from minikubelet.probe import PodView, ProbeResult
-from minikubelet.probe.handlers import Outcome, exec_probe, http_get, new_http_session, tcp_socket
+from minikubelet.probe.handlers import Outcome, exec_probe, http_get, tcp_socket
 from minikubelet.probe.worker import Clock, ProbeWorker, RealClock, Runner
 
 __all__ = ["ProbeManager"]
@@ -66,7 +64,7 @@ def _wanted(pod: Pod) -> dict[_Key, tuple[Container, Probe]]:
 
 
 class ProbeManager:
-    """Starts, replaces and cancels probe workers as pods come and go; shares one aiohttp session among them."""
+    """Starts, replaces and cancels probe workers as pods come and go."""
 
     def __init__(
         self,
@@ -78,7 +76,6 @@ class ProbeManager:
         self._clock: Clock = clock or RealClock()
         self._runner: Runner = runner or self._run_probe
         self._rng = rng
-        self._session: aiohttp.ClientSession | None = None
         self._started: float | None = None
         self._pods: dict[str, dict[_Key, _Entry]] = {}
         self._views: dict[str, PodView] = {}
@@ -88,21 +85,16 @@ class ProbeManager:
         self._lateness_hist = [0] * (len(_HIST_BOUNDS_MS) + 1)  # cumulative counts per bucket, the last: beyond
 
     async def start(self) -> None:
-        """Create the shared HTTP session (``handlers.new_http_session``)."""
+        """Note the start time (workers added within one period of it get a random initial jitter)."""
         self._started = self._clock.monotonic()
-        if self._session is None:
-            self._session = new_http_session()
 
     async def stop(self) -> None:
-        """Cancel every worker, wait for them to end, close the session."""
+        """Cancel every worker and wait for them to end."""
         for uid in list(self._pods):
             self.remove_pod(uid)
         tasks = list(self._tasks)
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
-        if self._session is not None:
-            session, self._session = self._session, None
-            await session.close()
 
     # ------------------------------------------------------------------------------------------------------ pods
 
@@ -206,7 +198,5 @@ class ProbeManager:
         if probe.handler == "tcpSocket":
             return await tcp_socket(probe, container, view.pod_ip())
         if probe.handler == "httpGet":
-            if self._session is None:
-                return Outcome(ProbeResult.UNKNOWN, "the prober is not started", error=True)
-            return await http_get(probe, container, view.pod_ip(), self._session)
+            return await http_get(probe, container, view.pod_ip())
         return Outcome(ProbeResult.UNKNOWN, f"unsupported probe handler {probe.handler!r}", error=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 import ssl
@@ -11,13 +12,12 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import aiohttp
 import pytest
 from aiohttp import web
 
 from minikubelet.errors import MinikubeletError
 from minikubelet.podspec import Container, ContainerPort, EnvVar, HTTPHeader, Probe, ProbeKind
-from minikubelet.probe import ContainerView, ProbeResult
+from minikubelet.probe import ContainerView, ProbeResult, handlers
 from minikubelet.probe.handlers import MAX_BODY, USER_AGENT, Outcome, exec_probe, http_get, resolve_port, tcp_socket
 from tests.conftest import free_port
 
@@ -117,13 +117,6 @@ async def server(tls_context: ssl.SSLContext) -> AsyncIterator[Server]:
         await other_runner.cleanup()
 
 
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    connector = aiohttp.TCPConnector(force_close=True, limit=0, ssl=False)
-    async with aiohttp.ClientSession(trust_env=False, connector=connector, auto_decompress=False) as s:
-        yield s
-
-
 def http_probe(port: int | str, path: str = "/ok", **kw: object) -> Probe:
     return Probe(handler="httpGet", port=port, path=path, **kw)  # type: ignore[arg-type]
 
@@ -162,29 +155,29 @@ def test_resolve_port_errors(port: int | str, message: str) -> None:
 # --------------------------------------------------------------------------------------------------------- http
 
 
-async def test_http_200(server: Server, session: aiohttp.ClientSession) -> None:
-    assert await http_get(http_probe(server.port), C, IP, session) == Outcome(ProbeResult.SUCCESS, "ok")
+async def test_http_200(server: Server) -> None:
+    assert await http_get(http_probe(server.port), C, IP) == Outcome(ProbeResult.SUCCESS, "ok")
 
 
-async def test_http_500(server: Server, session: aiohttp.ClientSession) -> None:
-    out = await http_get(http_probe(server.port, "/fail"), C, IP, session)
+async def test_http_500(server: Server) -> None:
+    out = await http_get(http_probe(server.port, "/fail"), C, IP)
     assert out == Outcome(ProbeResult.FAILURE, "HTTP probe failed with statuscode: 500")
 
 
-async def test_http_named_port(server: Server, session: aiohttp.ClientSession) -> None:
+async def test_http_named_port(server: Server) -> None:
     c = Container(name="app", image="host", ports=(ContainerPort(container_port=server.port, name="web"),))
-    assert (await http_get(http_probe("web"), c, IP, session)).result is ProbeResult.SUCCESS
+    assert (await http_get(http_probe("web"), c, IP)).result is ProbeResult.SUCCESS
 
 
-async def test_http_unknown_port_name_is_an_error(session: aiohttp.ClientSession) -> None:
-    out = await http_get(http_probe("nope"), C, IP, session)
+async def test_http_unknown_port_name_is_an_error() -> None:
+    out = await http_get(http_probe("nope"), C, IP)
     assert out == Outcome(ProbeResult.UNKNOWN, 'strconv.Atoi: parsing "nope": invalid syntax', error=True)
 
 
-async def test_http_timeout(server: Server, session: aiohttp.ClientSession) -> None:
+async def test_http_timeout(server: Server) -> None:
     loop = asyncio.get_running_loop()
     t0 = loop.time()
-    out = await http_get(http_probe(server.port, "/slow", timeout_seconds=1), C, IP, session)
+    out = await http_get(http_probe(server.port, "/slow", timeout_seconds=1), C, IP)
     assert 0.9 < loop.time() - t0 < 1.5
     assert out == Outcome(
         ProbeResult.FAILURE,
@@ -193,42 +186,42 @@ async def test_http_timeout(server: Server, session: aiohttp.ClientSession) -> N
     )
 
 
-async def test_http_connection_refused(session: aiohttp.ClientSession) -> None:
+async def test_http_connection_refused() -> None:
     port = free_port(IP)
-    out = await http_get(http_probe(port, "/"), C, IP, session)
+    out = await http_get(http_probe(port, "/"), C, IP)
     assert out == Outcome(
         ProbeResult.FAILURE, f'Get "http://{IP}:{port}/": dial tcp {IP}:{port}: connect: connection refused'
     )
 
 
-async def test_http_redirect_same_host_is_followed(server: Server, session: aiohttp.ClientSession) -> None:
-    assert await http_get(http_probe(server.port, "/redirect"), C, IP, session) == Outcome(ProbeResult.SUCCESS, "ok")
+async def test_http_redirect_same_host_is_followed(server: Server) -> None:
+    assert await http_get(http_probe(server.port, "/redirect"), C, IP) == Outcome(ProbeResult.SUCCESS, "ok")
 
 
-async def test_http_nine_redirects_are_followed(server: Server, session: aiohttp.ClientSession) -> None:
-    out = await http_get(http_probe(server.port, "/chain/9"), C, IP, session)
+async def test_http_nine_redirects_are_followed(server: Server) -> None:
+    out = await http_get(http_probe(server.port, "/chain/9"), C, IP)
     assert out == Outcome(ProbeResult.SUCCESS, "end of chain")
 
 
-async def test_http_stops_after_ten_redirects(server: Server, session: aiohttp.ClientSession) -> None:
-    out = await http_get(http_probe(server.port, "/chain/10"), C, IP, session)
+async def test_http_stops_after_ten_redirects(server: Server) -> None:
+    out = await http_get(http_probe(server.port, "/chain/10"), C, IP)
     assert out == Outcome(ProbeResult.FAILURE, f'Get "http://{IP}:{server.port}/chain/1": stopped after 10 redirects')
 
 
-async def test_http_redirect_to_other_host_is_a_warning(server: Server, session: aiohttp.ClientSession) -> None:
-    out = await http_get(http_probe(server.port, "/other"), C, IP, session)
+async def test_http_redirect_to_other_host_is_a_warning(server: Server) -> None:
+    out = await http_get(http_probe(server.port, "/other"), C, IP)
     assert out == Outcome(ProbeResult.SUCCESS, "Probe terminated redirects, Response body: moved away", warning=True)
     assert server.other_hits == []
 
 
-async def test_http_body_is_capped(server: Server, session: aiohttp.ClientSession) -> None:
-    out = await http_get(http_probe(server.port, "/big"), C, IP, session)
+async def test_http_body_is_capped(server: Server) -> None:
+    out = await http_get(http_probe(server.port, "/big"), C, IP)
     assert out.result is ProbeResult.SUCCESS
     assert out.output == "a" * MAX_BODY
 
 
-async def test_http_default_headers(server: Server, session: aiohttp.ClientSession) -> None:
-    out = await http_get(http_probe(server.port, "/headers"), C, IP, session)
+async def test_http_default_headers(server: Server) -> None:
+    out = await http_get(http_probe(server.port, "/headers"), C, IP)
     headers = {k.lower(): v for k, v in json.loads(out.output)}
     assert headers["user-agent"] == USER_AGENT == "kube-probe/1.37"
     assert headers["accept"] == "*/*"
@@ -237,7 +230,7 @@ async def test_http_default_headers(server: Server, session: aiohttp.ClientSessi
     assert "accept-encoding" not in headers
 
 
-async def test_http_user_headers(server: Server, session: aiohttp.ClientSession) -> None:
+async def test_http_user_headers(server: Server) -> None:
     user = (
         HTTPHeader("X-Custom", "one"),
         HTTPHeader("X-Custom", "two"),
@@ -245,7 +238,7 @@ async def test_http_user_headers(server: Server, session: aiohttp.ClientSession)
         HTTPHeader("Accept", ""),
         HTTPHeader("Host", "example.test"),
     )
-    out = await http_get(http_probe(server.port, "/headers", http_headers=user), C, IP, session)
+    out = await http_get(http_probe(server.port, "/headers", http_headers=user), C, IP)
     pairs = [(k.lower(), v) for k, v in json.loads(out.output)]
     assert ("x-custom", "one") in pairs and ("x-custom", "two") in pairs
     headers = dict(pairs)
@@ -254,21 +247,78 @@ async def test_http_user_headers(server: Server, session: aiohttp.ClientSession)
     assert "accept" not in headers
 
 
-async def test_https_self_signed(server: Server, session: aiohttp.ClientSession) -> None:
-    out = await http_get(http_probe(server.tls_port, scheme="HTTPS"), C, IP, session)
+async def test_https_self_signed(server: Server) -> None:
+    out = await http_get(http_probe(server.tls_port, scheme="HTTPS"), C, IP)
     assert out == Outcome(ProbeResult.SUCCESS, "ok")
 
 
-async def test_https_against_plain_http(server: Server, session: aiohttp.ClientSession) -> None:
-    out = await http_get(http_probe(server.port, scheme="HTTPS"), C, IP, session)
+async def test_https_against_plain_http(server: Server) -> None:
+    out = await http_get(http_probe(server.port, scheme="HTTPS"), C, IP)
     assert out == Outcome(
         ProbeResult.FAILURE, f'Get "https://{IP}:{server.port}/ok": http: server gave HTTP response to HTTPS client'
     )
 
 
-async def test_http_host_field_overrides_pod_ip(server: Server, session: aiohttp.ClientSession) -> None:
-    out = await http_get(http_probe(server.port, host=IP), C, "", session)
+async def test_http_host_field_overrides_pod_ip(server: Server) -> None:
+    out = await http_get(http_probe(server.port, host=IP), C, "")
     assert out == Outcome(ProbeResult.SUCCESS, "ok")
+
+
+async def test_http_header_names_are_sent_in_go_canonical_form(server: Server) -> None:
+    user = (HTTPHeader("x-lower-case", "v"),)
+    out = await http_get(http_probe(server.port, "/headers", http_headers=user), C, IP)
+    assert ["X-Lower-Case", "v"] in json.loads(out.output)
+
+
+async def test_http_header_value_with_a_newline_is_a_failure_and_sends_nothing(server: Server) -> None:
+    user = (HTTPHeader("X-Bad", "one\r\nX-Injected: two"),)
+    out = await http_get(http_probe(server.port, "/headers", http_headers=user), C, IP)
+    url = f"http://{IP}:{server.port}/headers"
+    assert out == Outcome(ProbeResult.FAILURE, f'Get "{url}": net/http: invalid header field value for "X-Bad"')
+
+
+async def test_http_port_80_keeps_the_port_in_host_and_url() -> None:
+    request = handlers._first_request(http_probe(80, "/x?y=1"), "10.0.0.9", 80)
+    assert request.shown == "http://10.0.0.9:80/x?y=1"
+    assert request.data.startswith(b"GET /x?y=1 HTTP/1.1\r\nHost: 10.0.0.9:80\r\n")
+    assert request.data.endswith(b"Connection: close\r\n\r\n")
+
+
+@contextlib.asynccontextmanager
+async def raw_server(reply: bytes) -> AsyncIterator[int]:
+    """A TCP server on IP that reads one request head, answers ``reply`` verbatim and closes."""
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(reply)
+        await writer.drain()
+        writer.close()
+
+    srv = await asyncio.start_server(serve, IP, 0)
+    try:
+        yield srv.sockets[0].getsockname()[1]
+    finally:
+        srv.close()
+        await srv.wait_closed()
+
+
+async def test_http_body_without_length_ends_with_the_connection() -> None:
+    async with raw_server(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil eof") as port:
+        assert await http_get(http_probe(port), C, IP) == Outcome(ProbeResult.SUCCESS, "until eof")
+
+
+async def test_http_connection_closed_without_a_response_is_eof() -> None:
+    async with raw_server(b"") as port:
+        out = await http_get(http_probe(port), C, IP)
+    assert out == Outcome(ProbeResult.FAILURE, f'Get "http://{IP}:{port}/ok": EOF')
+
+
+async def test_http_malformed_response() -> None:
+    async with raw_server(b"SPLAT\r\n\r\n") as port:
+        out = await http_get(http_probe(port), C, IP)
+    assert out.result is ProbeResult.FAILURE and not out.error
+    prefix = f'Get "http://{IP}:{port}/ok": net/http: HTTP/1.x transport connection broken: malformed HTTP response'
+    assert out.output.startswith(prefix), out.output
 
 
 # ---------------------------------------------------------------------------------------------------------- tcp

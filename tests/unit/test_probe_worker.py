@@ -528,4 +528,3 @@ async def test_manager_stop_cancels_everything(clock: FakeClock, view: FakeView)
     tasks = [e.task for e in mgr._pods["uid-1"].values()]
     await mgr.stop()
     assert all(t.cancelled() for t in tasks)
-    assert mgr._session is None
