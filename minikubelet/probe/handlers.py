@@ -17,6 +17,8 @@ import os
 import re
 import socket
 import ssl
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 
 import aiohttp
@@ -46,6 +48,8 @@ MAX_BODY = 10 * 1024  # bytes of a response body read at most
 MAX_REDIRECTS = 10
 _REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
 _ATOI = re.compile(r"[+-]?[0-9]+")
+
+TimeoutFactory = Callable[[float], AbstractAsyncContextManager[object]]  # asyncio.timeout or RealClock.timeout
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +119,40 @@ def _target(probe: Probe, container: Container, pod_ip: str) -> tuple[str, int] 
     if not host:
         return Outcome(ProbeResult.UNKNOWN, "the pod has no IP yet", error=True)
     return host, port
+
+
+async def _resolve(host: str, port: int) -> tuple[socket.AddressFamily, tuple[str, int]]:
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        family, _, _, _, sockaddr = infos[0]
+        return family, (str(sockaddr[0]), port)
+    return (socket.AF_INET6 if ip.version == 6 else socket.AF_INET), (host, port)
+
+
+async def _dial(host: str, port: int) -> socket.socket:
+    """A connected non-blocking TCP socket to host:port (a name is resolved first). Over the pod bridge the whole
+    handshake usually completes inside the first connect(): a second connect() then reports it at once, which
+    spares a selector registration and a loop round trip per probe; otherwise the loop waits for it as usual."""
+    family, sockaddr = await _resolve(host, port)
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setblocking(False)
+        err = sock.connect_ex(sockaddr)
+        if err == errno.EINPROGRESS:
+            err = sock.connect_ex(sockaddr)
+            if err in (errno.EALREADY, errno.EINPROGRESS):
+                await asyncio.get_running_loop().sock_connect(sock, sockaddr)
+                err = 0
+            elif err == errno.EISCONN:
+                err = 0
+        if err:
+            raise OSError(err, os.strerror(err))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 # --------------------------------------------------------------------------------------------------------- httpGet
@@ -249,14 +287,25 @@ async def _exchange(request: _Request) -> tuple[int, str | None, StreamReader, a
     The caller closes the transport. Raises _DialError for the connection, the protocol's error for the rest."""
     loop = asyncio.get_running_loop()
     try:
-        transport, proto = await loop.create_connection(
-            lambda: ResponseHandler(loop), request.host, request.port, ssl=_tls() if request.tls else None
-        )
-    except ssl.SSLError as exc:
-        raise _DialError(_tls_error_text(request.shown, exc)) from exc
+        sock = await _dial(request.host, request.port)
     except OSError as exc:
         addr = _join_host_port(request.host, request.port)
         raise _DialError(f'Get "{request.shown}": {_dial_error(addr, exc)}') from exc
+    try:
+        transport, proto = await loop.create_connection(
+            lambda: ResponseHandler(loop),
+            sock=sock,
+            ssl=_tls() if request.tls else None,
+            server_hostname=request.host if request.tls else None,
+        )
+    except BaseException as exc:
+        sock.close()
+        if isinstance(exc, ssl.SSLError):
+            raise _DialError(_tls_error_text(request.shown, exc)) from exc
+        if isinstance(exc, OSError):
+            addr = _join_host_port(request.host, request.port)
+            raise _DialError(f'Get "{request.shown}": {_dial_error(addr, exc)}') from exc
+        raise
     try:
         # read_until_eof: a response with neither Content-Length nor chunking ends with the connection, as in Go
         proto.set_response_params(read_until_eof=True, auto_decompress=False)
@@ -273,9 +322,12 @@ class _DialError(Exception):
     """The connection (or its TLS handshake) failed: the text is Go's."""
 
 
-async def http_get(probe: Probe, container: Container, pod_ip: str) -> Outcome:
+async def http_get(
+    probe: Probe, container: Container, pod_ip: str, timeout: TimeoutFactory = asyncio.timeout
+) -> Outcome:
     """GET scheme://host:port/path; 200–399 is success (a final 3xx a warning); the whole exchange is bounded by
-    timeoutSeconds; same-host redirects are followed (at most 10), other hosts are not."""
+    timeoutSeconds (through ``timeout``: the prober passes its grid clock's); same-host redirects are followed (at
+    most 10), other hosts are not."""
     resolved = _target(probe, container, pod_ip)
     if isinstance(resolved, Outcome):
         return resolved
@@ -284,7 +336,7 @@ async def http_get(probe: Probe, container: Container, pod_ip: str) -> Outcome:
     requests = 0
     awaiting = "headers"
     try:
-        async with asyncio.timeout(probe.timeout_seconds):
+        async with timeout(probe.timeout_seconds):
             while True:
                 if request.invalid:
                     return Outcome(ProbeResult.FAILURE, f'Get "{request.shown}": {request.invalid}')
@@ -331,37 +383,23 @@ async def http_get(probe: Probe, container: Container, pod_ip: str) -> Outcome:
 # ------------------------------------------------------------------------------------------------------- tcpSocket
 
 
-async def _resolve(host: str, port: int) -> tuple[socket.AddressFamily, tuple[str, int]]:
-    try:
-        ip = ipaddress.ip_address(host)
-    except ValueError:
-        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        family, _, _, _, sockaddr = infos[0]
-        return family, (str(sockaddr[0]), port)
-    return (socket.AF_INET6 if ip.version == 6 else socket.AF_INET), (host, port)
-
-
-async def tcp_socket(probe: Probe, container: Container, pod_ip: str) -> Outcome:
+async def tcp_socket(
+    probe: Probe, container: Container, pod_ip: str, timeout: TimeoutFactory = asyncio.timeout
+) -> Outcome:
     """Connect to host:port within timeoutSeconds and close at once; no data is sent."""
     resolved = _target(probe, container, pod_ip)
     if isinstance(resolved, Outcome):
         return resolved
     host, port = resolved
     addr = _join_host_port(host, port)
-    sock: socket.socket | None = None
     try:
-        async with asyncio.timeout(probe.timeout_seconds):
-            family, sockaddr = await _resolve(host, port)
-            sock = socket.socket(family, socket.SOCK_STREAM)
-            sock.setblocking(False)
-            await asyncio.get_running_loop().sock_connect(sock, sockaddr)
+        async with timeout(probe.timeout_seconds):
+            sock = await _dial(host, port)
     except TimeoutError:
         return Outcome(ProbeResult.FAILURE, f"dial tcp {addr}: i/o timeout")
     except OSError as exc:
         return Outcome(ProbeResult.FAILURE, _dial_error(addr, exc))
-    finally:
-        if sock is not None:
-            sock.close()
+    sock.close()
     return Outcome(ProbeResult.SUCCESS, "")
 
 

@@ -196,7 +196,7 @@ class ProbeManager:
         if probe.handler == "exec":
             return await exec_probe(probe, container, view)
         if probe.handler == "tcpSocket":
-            return await tcp_socket(probe, container, view.pod_ip())
+            return await tcp_socket(probe, container, view.pod_ip(), self._clock.timeout)
         if probe.handler == "httpGet":
-            return await http_get(probe, container, view.pod_ip())
+            return await http_get(probe, container, view.pod_ip(), self._clock.timeout)
         return Outcome(ProbeResult.UNKNOWN, f"unsupported probe handler {probe.handler!r}", error=True)

@@ -17,13 +17,14 @@ import math
 import random
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
 from minikubelet.podspec import Container, Probe, ProbeKind
 from minikubelet.probe import PodView, ProbeResult
 from minikubelet.probe.handlers import Outcome
 
-__all__ = ["GRID", "GUARD_SLACK", "MAX_RETRIES", "Clock", "ProbeWorker", "RealClock", "Runner"]
+__all__ = ["GRID", "GUARD_SLACK", "MAX_RETRIES", "Clock", "GridTimeout", "ProbeWorker", "RealClock", "Runner"]
 
 log = logging.getLogger(__name__)
 
@@ -42,19 +43,64 @@ class Clock(Protocol):
 
     def sleep(self, seconds: float) -> Awaitable[None]: ...
 
+    def timeout(self, seconds: float) -> AbstractAsyncContextManager[object]:
+        """Like asyncio.timeout(seconds): TimeoutError when the block outlives it."""
+        ...
+
 
 def grid_slot(when: float) -> int:
     """The index of the first grid point at or after ``when`` (a deadline a hair past a point keeps that point)."""
     return math.ceil(when / GRID - _SLOT_TOLERANCE)
 
 
+class GridTimeout:
+    """asyncio.timeout on the grid: the deadline is the first grid point at or after entry + seconds, and it shares
+    its slot's timer handle with the sleepers and other deadlines there, so a probe's timeouts cost a dict entry each
+    instead of a timer in the loop's heap (two per probe were a third of a probe worker's own CPU). Semantics as
+    asyncio.Timeout: on expiry the task is cancelled, and the block raises TimeoutError instead of CancelledError
+    unless somebody else cancelled the task too."""
+
+    __slots__ = ("_cancelling", "_clock", "_seconds", "_slot", "_task", "expired")
+
+    def __init__(self, clock: RealClock, seconds: float) -> None:
+        self._clock = clock
+        self._seconds = seconds
+        self._slot = 0
+        self._task: asyncio.Task[object] | None = None
+        self._cancelling = 0
+        self.expired = False
+
+    async def __aenter__(self) -> GridTimeout:
+        task = asyncio.current_task()
+        if task is None:
+            raise RuntimeError("GridTimeout must be used inside a task")
+        self._task = task
+        self._cancelling = task.cancelling()
+        self._slot = self._clock._arm(self, self._seconds)
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        self._clock._disarm(self._slot, self)
+        if self.expired and self._task is not None:
+            if self._task.uncancel() <= self._cancelling and exc_type is asyncio.CancelledError:
+                raise TimeoutError from exc
+
+    def _expire(self) -> None:
+        if not self.expired and self._task is not None:
+            self.expired = True
+            self._task.cancel()
+
+
 class RealClock:
     """The monotonic and wall clocks, and a sleep that wakes on the 10 ms grid: every sleeper whose deadline falls in
-    the same slot shares one timer handle and is woken in the same loop iteration. Used from one event loop."""
+    the same slot shares one timer handle and is woken in the same loop iteration; ``timeout`` deadlines share them
+    too. Used from one event loop."""
 
     def __init__(self) -> None:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._slots: dict[int, list[asyncio.Future[None]]] = {}  # grid slot -> sleepers
+        self._deadlines: dict[int, dict[GridTimeout, None]] = {}  # grid slot -> armed timeouts (an ordered set)
+        self._timers: set[int] = set()  # slots with a timer handle scheduled
 
     def monotonic(self) -> float:
         return time.monotonic()
@@ -65,22 +111,52 @@ class RealClock:
     def sleep(self, seconds: float) -> asyncio.Future[None]:
         """Sleep until the first grid point at or after now + seconds (so at most 10 ms longer than asked). A plain
         future rather than a coroutine: one object less per sleeper and tick."""
-        loop = asyncio.get_running_loop()
-        if loop is not self._loop:  # slots (and their timer handles) belong to one loop
-            self._loop, self._slots = loop, {}
-        slot = grid_slot(loop.time() + seconds)
+        loop = self._loop_for_slots()
+        slot = self._slot_after(loop, seconds)
         sleepers = self._slots.get(slot)
         if sleepers is None:
             sleepers = self._slots[slot] = []
-            loop.call_at(slot * GRID, self._wake, slot)
         fut: asyncio.Future[None] = loop.create_future()
         sleepers.append(fut)
         return fut
 
+    def timeout(self, seconds: float) -> GridTimeout:
+        """An asyncio.timeout(seconds) whose deadline is on the grid (at most 10 ms later than asked)."""
+        return GridTimeout(self, seconds)
+
+    def _loop_for_slots(self) -> asyncio.AbstractEventLoop:
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:  # slots (and their timer handles) belong to one loop
+            self._loop, self._slots, self._deadlines, self._timers = loop, {}, {}, set()
+        return loop
+
+    def _slot_after(self, loop: asyncio.AbstractEventLoop, seconds: float) -> int:
+        """The grid slot of now + seconds, with its timer handle scheduled."""
+        slot = grid_slot(loop.time() + seconds)
+        if slot not in self._timers:
+            self._timers.add(slot)
+            loop.call_at(slot * GRID, self._wake, slot)
+        return slot
+
+    def _arm(self, timeout: GridTimeout, seconds: float) -> int:
+        slot = self._slot_after(self._loop_for_slots(), seconds)
+        self._deadlines.setdefault(slot, {})[timeout] = None
+        return slot
+
+    def _disarm(self, slot: int, timeout: GridTimeout) -> None:
+        armed = self._deadlines.get(slot)
+        if armed is not None:
+            armed.pop(timeout, None)
+            if not armed:
+                del self._deadlines[slot]
+
     def _wake(self, slot: int) -> None:
+        self._timers.discard(slot)
         for fut in self._slots.pop(slot, ()):
             if not fut.done():  # a cancelled sleeper (its worker was stopped) stays cancelled
                 fut.set_result(None)
+        for timeout in self._deadlines.pop(slot, {}):
+            timeout._expire()
 
 
 _INITIAL: dict[ProbeKind, ProbeResult | None] = {
@@ -260,7 +336,7 @@ class ProbeWorker:
         outcome = Outcome(ProbeResult.UNKNOWN, "not run", error=True)
         for _ in range(MAX_RETRIES):
             try:
-                async with asyncio.timeout(guard):
+                async with self._clock.timeout(guard):
                     outcome = await self._runner(self.probe, self.container, self.view)
             except TimeoutError:
                 return Outcome(ProbeResult.UNKNOWN, f"probe did not complete within {guard:g}s", error=True)

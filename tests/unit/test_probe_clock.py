@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from minikubelet.probe.manager import ProbeManager
 from minikubelet.probe.worker import GRID, RealClock, grid_slot
 
@@ -54,3 +56,60 @@ def test_stats_histogram_counts_every_probe_start() -> None:
     assert len(counts) == len(bounds) + 1 and sum(counts) == 6 == stats["probes_run"]
     filled = [(bounds[i] if i < len(bounds) else None, n) for i, n in enumerate(counts) if n]
     assert filled == [(0.1, 2), (4.3, 1), (43.0, 1), (510.0, 1), (None, 1)]
+
+
+async def test_grid_timeout_raises_timeout_error_on_the_grid_and_leaves_the_task_uncancelled() -> None:
+    loop = asyncio.get_running_loop()
+    clock = RealClock()
+    start = loop.time()
+    with pytest.raises(TimeoutError):
+        async with clock.timeout(0.05) as t:
+            await asyncio.sleep(5)
+    took = loop.time() - start
+    assert t.expired and 0.05 - GRID * 0.05 <= took < 0.05 + GRID + 0.05
+    task = asyncio.current_task()
+    assert task is not None and task.cancelling() == 0
+    await asyncio.sleep(0.02)  # still a usable task
+    assert clock._deadlines == {}
+
+
+async def test_grid_timeout_that_is_not_reached_cancels_nothing_later() -> None:
+    clock = RealClock()
+    async with clock.timeout(0.03) as t:
+        await asyncio.sleep(0.001)
+    assert clock._deadlines == {}
+    await asyncio.sleep(0.06)  # past the slot: its timer fires and finds nothing armed
+    assert not t.expired
+
+
+async def test_grid_timeout_lets_an_outside_cancel_through_as_cancelled() -> None:
+    clock = RealClock()
+
+    async def body() -> None:
+        async with clock.timeout(5):
+            await asyncio.sleep(5)
+
+    task = asyncio.get_running_loop().create_task(body())
+    await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert clock._deadlines == {}
+
+
+async def test_grid_timeouts_of_one_slot_share_one_timer_with_its_sleepers() -> None:
+    loop = asyncio.get_running_loop()
+    clock = RealClock()
+    before = len(loop._scheduled)  # type: ignore[attr-defined]
+    sleeper = clock.sleep(0.2)
+    never = asyncio.Event()
+
+    async def bounded() -> None:
+        async with clock.timeout(0.2):
+            await never.wait()  # no timer of its own
+
+    tasks = [loop.create_task(bounded()) for _ in range(10)]
+    await asyncio.sleep(0)
+    assert len(loop._scheduled) == before + 1  # type: ignore[attr-defined]
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    assert all(isinstance(r, TimeoutError) for r in results) and sleeper.done()

@@ -50,6 +50,9 @@ class FakeClock:
         heapq.heappush(self._sleepers, (self.elapsed + max(0.0, seconds), next(self._seq), fut))
         await fut
 
+    def timeout(self, seconds: float) -> asyncio.Timeout:
+        return asyncio.timeout(seconds)  # real time: the guard tests bound real hangs
+
     async def advance(self, seconds: float) -> None:
         target = self.elapsed + seconds
         await settle()
