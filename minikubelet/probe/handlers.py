@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import aiohttp
 from aiohttp.client_proto import ResponseHandler
 from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.http_parser import RawResponseMessage
 from aiohttp.streams import StreamReader
 from yarl import URL
 
@@ -46,6 +47,7 @@ __all__ = [
 USER_AGENT = "kube-probe/1.37"  # kube-probe/<major>.<minor> of the Kubernetes version we present (kubectl 1.37)
 MAX_BODY = 10 * 1024  # bytes of a response body read at most
 MAX_REDIRECTS = 10
+_READ_CHUNK = 64 * 1024
 _REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
 _ATOI = re.compile(r"[+-]?[0-9]+")
 
@@ -248,18 +250,6 @@ def _first_request(probe: Probe, host: str, port: int) -> _Request:
     return _build(shown, URL(shown), tuple(_headers(probe)))
 
 
-async def _read_at_most(payload: StreamReader, limit: int) -> bytes:
-    buf = bytearray()
-    while len(buf) < limit:
-        chunk = await payload.read(limit - len(buf))
-        if not chunk:
-            break
-        buf += chunk
-        if payload.at_eof():
-            break
-    return bytes(buf)
-
-
 def _tls_error_text(shown: str, exc: ssl.SSLError) -> str:
     if "WRONG_VERSION_NUMBER" in str(exc):
         return f'Get "{shown}": http: server gave HTTP response to HTTPS client'
@@ -270,6 +260,8 @@ def _tls_error_text(shown: str, exc: ssl.SSLError) -> str:
 def _read_error_text(request: _Request, exc: BaseException) -> str:
     """Go's url.Error text for a request that connected but got no (whole) response."""
     shown, addr = request.shown, _join_host_port(request.host, request.port)
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return "unexpected EOF"  # the body ended before its Content-Length or last chunk: Go's io.ErrUnexpectedEOF
     if isinstance(exc, aiohttp.ServerDisconnectedError):
         return f'Get "{shown}": EOF'
     if isinstance(exc, HttpProcessingError):
@@ -282,21 +274,89 @@ def _read_error_text(request: _Request, exc: BaseException) -> str:
     return f'Get "{shown}": {exc}'
 
 
-async def _exchange(request: _Request) -> tuple[int, str | None, StreamReader, asyncio.Transport]:
-    """Connect, send the request, read the status line and headers: (status, Location, body stream, transport).
-    The caller closes the transport. Raises _DialError for the connection, the protocol's error for the rest."""
-    loop = asyncio.get_running_loop()
+class _PlainConnection:
+    """Plain HTTP on a connected socket: bytes read with loop.sock_recv are fed to aiohttp's ResponseHandler, which
+    parses them (status line, headers, Content-Length/chunked/until-EOF bodies) and reports errors as it does for
+    ClientSession. No transport: that spares its setup and teardown (about 20 us of CPU per probe)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self._loop = asyncio.get_running_loop()
+        self._proto = ResponseHandler(self._loop)
+        # read_until_eof: a response with neither Content-Length nor chunking ends with the connection, as in Go
+        self._proto.set_response_params(read_until_eof=True, auto_decompress=False)
+
+    async def _pump(self) -> bool:
+        """Feed the next bytes to the parser; False at EOF (the parser then ends the body or says what is missing)."""
+        data = await self._loop.sock_recv(self._sock, _READ_CHUNK)
+        if data:
+            self._proto.data_received(data)
+        else:
+            self._proto.connection_lost(None)
+        return bool(data)
+
+    async def head(self, data: bytes) -> tuple[RawResponseMessage, StreamReader]:
+        await self._loop.sock_sendall(self._sock, data)
+        # until the parser has the status line and headers, or an error (EOF first: ServerDisconnectedError)
+        while not len(self._proto) and self._proto.exception() is None and await self._pump():
+            pass
+        return await self._proto.read()
+
+    async def body(self, payload: StreamReader, limit: int) -> bytes:
+        buf = bytearray()
+        eof = False
+        while len(buf) < limit:
+            chunk = payload.read_nowait(limit - len(buf))  # raises the payload's error (a body cut short)
+            if chunk:
+                buf += chunk
+            elif payload.at_eof() or eof:
+                break
+            else:
+                eof = not await self._pump()
+        return bytes(buf)
+
+    def close(self) -> None:
+        self._sock.close()
+
+
+class _TLSConnection:
+    """HTTPS: the same ResponseHandler on an asyncio TLS transport (no certificate check)."""
+
+    def __init__(self, transport: asyncio.Transport, proto: ResponseHandler) -> None:
+        self._transport = transport
+        self._proto = proto
+        proto.set_response_params(read_until_eof=True, auto_decompress=False)
+
+    async def head(self, data: bytes) -> tuple[RawResponseMessage, StreamReader]:
+        self._transport.write(data)
+        return await self._proto.read()
+
+    async def body(self, payload: StreamReader, limit: int) -> bytes:
+        buf = bytearray()
+        while len(buf) < limit:
+            chunk = await payload.read(limit - len(buf))
+            if not chunk:
+                break
+            buf += chunk
+        return bytes(buf)
+
+    def close(self) -> None:
+        self._transport.close()
+
+
+async def _connect(request: _Request) -> _PlainConnection | _TLSConnection:
+    """A connection for the request; raises _DialError (Go's text) when it cannot be made."""
     try:
         sock = await _dial(request.host, request.port)
     except OSError as exc:
         addr = _join_host_port(request.host, request.port)
         raise _DialError(f'Get "{request.shown}": {_dial_error(addr, exc)}') from exc
+    if not request.tls:
+        return _PlainConnection(sock)
+    loop = asyncio.get_running_loop()
     try:
         transport, proto = await loop.create_connection(
-            lambda: ResponseHandler(loop),
-            sock=sock,
-            ssl=_tls() if request.tls else None,
-            server_hostname=request.host if request.tls else None,
+            lambda: ResponseHandler(loop), sock=sock, ssl=_tls(), server_hostname=request.host
         )
     except BaseException as exc:
         sock.close()
@@ -306,16 +366,7 @@ async def _exchange(request: _Request) -> tuple[int, str | None, StreamReader, a
             addr = _join_host_port(request.host, request.port)
             raise _DialError(f'Get "{request.shown}": {_dial_error(addr, exc)}') from exc
         raise
-    try:
-        # read_until_eof: a response with neither Content-Length nor chunking ends with the connection, as in Go
-        proto.set_response_params(read_until_eof=True, auto_decompress=False)
-        transport.write(request.data)
-        message, payload = await proto.read()
-    except BaseException:
-        transport.close()
-        raise
-    location = message.headers.get("Location") if message.code in _REDIRECT_CODES else None
-    return message.code, location, payload, transport
+    return _TLSConnection(transport, proto)
 
 
 class _DialError(Exception):
@@ -342,8 +393,11 @@ async def http_get(
                     return Outcome(ProbeResult.FAILURE, f'Get "{request.shown}": {request.invalid}')
                 awaiting = "headers"
                 requests += 1
-                status, location, payload, transport = await _exchange(request)
+                conn = await _connect(request)
                 try:
+                    message, payload = await conn.head(request.data)
+                    status = message.code
+                    location = message.headers.get("Location") if status in _REDIRECT_CODES else None
                     if location:
                         target = request.url.join(URL(location))
                         if target.host == first_host and requests >= MAX_REDIRECTS:
@@ -357,9 +411,9 @@ async def http_get(
                             request = _build(str(target), target, headers)  # only through relative redirects
                             continue
                     awaiting = "body"
-                    body = (await _read_at_most(payload, MAX_BODY)).decode("utf-8", errors="replace")
+                    body = (await conn.body(payload, MAX_BODY)).decode("utf-8", errors="replace")
                 finally:
-                    transport.close()
+                    conn.close()
                 break
     except TimeoutError:
         if awaiting == "body":

@@ -307,6 +307,19 @@ async def test_http_body_without_length_ends_with_the_connection() -> None:
         assert await http_get(http_probe(port), C, IP) == Outcome(ProbeResult.SUCCESS, "until eof")
 
 
+async def test_http_chunked_body() -> None:
+    reply = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"
+    async with raw_server(reply) as port:
+        assert await http_get(http_probe(port), C, IP) == Outcome(ProbeResult.SUCCESS, "abcde")
+
+
+async def test_http_body_cut_short_is_an_error_not_a_failure() -> None:
+    async with raw_server(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly this") as port:
+        out = await http_get(http_probe(port), C, IP)
+    # discarded by the worker ("probe errored"), with the text of Go's body read error
+    assert out == Outcome(ProbeResult.FAILURE, "unexpected EOF", error=True)
+
+
 async def test_http_connection_closed_without_a_response_is_eof() -> None:
     async with raw_server(b"") as port:
         out = await http_get(http_probe(port), C, IP)
