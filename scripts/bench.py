@@ -15,13 +15,13 @@ Traffic goes only to loopback and to pod IPs on the benchmark's own bridge.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from minikubelet.network.bridge import veth_name_for  # noqa: E402
-from tests.harness import BUSYBOX, DaemonHarness, alive, http_get, pod_yaml  # noqa: E402
+from tests.harness import BUSYBOX, alive, http_get, pod_yaml, running_daemon, www_root  # noqa: E402
 
 
 def pct(values: list[float], q: float) -> float:
@@ -74,22 +74,16 @@ class Bench:
     def __init__(self, runs: int, vs_podman: bool) -> None:
         self.runs = runs
         self.vs_podman = vs_podman
-        self.root = Path(tempfile.mkdtemp(prefix="mk-bench-"))
-        os.chmod(self.root, 0o755)
+        self.root = www_root("mk-bench-")
         self.www = self.root / "www"
-        self.www.mkdir()
-        (self.www / "index.html").write_text("ok\n")
-        (self.root / "d").mkdir()
-        self.daemon = DaemonHarness(self.root / "d", "bench0")
         self.results: dict[str, Any] = {}
+        self._cleanup = contextlib.ExitStack()
+        self._cleanup.callback(shutil.rmtree, self.root, ignore_errors=True)
 
     def __enter__(self) -> Bench:
-        self.daemon.root.mkdir(exist_ok=True)
-        try:
-            self.daemon.start()
-        except BaseException:
-            self.__exit__()  # a daemon that did not come up leaves nothing either
-            raise
+        with self._cleanup as cleanup:  # a daemon that did not come up leaves nothing either
+            self.daemon = cleanup.enter_context(running_daemon("bench0"))
+            self._cleanup = cleanup.pop_all()
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -97,9 +91,7 @@ class Bench:
             from scripts.podman_peer import cleanup
 
             cleanup()
-        self.daemon.stop()
-        self.daemon.reset()
-        shutil.rmtree(self.root, ignore_errors=True)
+        self._cleanup.close()  # stop, reset and check the daemon left nothing (running_daemon), remove the root
 
     def pod_ip(self, name: str) -> str:
         p = self.daemon.pod(name)

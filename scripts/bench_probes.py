@@ -11,14 +11,13 @@ Traffic goes only to loopback and to pod IPs on the benchmark's own bridge (a /2
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import shutil
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 from collections.abc import Callable
@@ -28,7 +27,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.harness import BUSYBOX, DaemonHarness, http_get, pod_yaml  # noqa: E402
+from tests.harness import BUSYBOX, http_get, pod_yaml, running_daemon, www_root  # noqa: E402
 
 LOG_TS = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3}) ")
 
@@ -94,35 +93,20 @@ def log_time(line: str) -> float:
 class ProbeBench:
     def __init__(self, runs: int) -> None:
         self.runs = runs
-        self.root = Path(tempfile.mkdtemp(prefix="mk-bench-probes-"))
-        os.chmod(self.root, 0o755)
+        self.root = www_root("mk-bench-probes-")
         self.www = self.root / "www"
-        self.www.mkdir(mode=0o755)
-        (self.www / "index.html").write_text("ok\n")
-        (self.root / "d").mkdir()
-        self.daemon = DaemonHarness(self.root / "d", "bprb", prefix=22)
         self.results: dict[str, Any] = {}
+        self._cleanup = contextlib.ExitStack()
+        self._cleanup.callback(shutil.rmtree, self.root, ignore_errors=True)
 
     def __enter__(self) -> ProbeBench:
-        try:
-            self.daemon.start()
-        except BaseException:
-            self.__exit__()  # a daemon that did not come up leaves nothing either
-            raise
+        with self._cleanup as cleanup:  # a daemon that did not come up leaves nothing either
+            self.daemon = cleanup.enter_context(running_daemon("bprb", cidr_prefix=22))
+            self._cleanup = cleanup.pop_all()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        try:
-            self.daemon.stop()
-        except subprocess.TimeoutExpired:
-            print("the daemon did not stop within 30 s: killing it")
-            assert self.daemon.proc is not None
-            self.daemon.proc.kill()
-            self.daemon.proc.wait()
-        result = self.daemon.reset()
-        if result.returncode != 0:
-            print(f"reset failed: {result.stderr[-2000:]}")
-        shutil.rmtree(self.root, ignore_errors=True)
+        self._cleanup.close()  # stop, reset and check the daemon left nothing (running_daemon), remove the root
 
     def debug_probes(self) -> dict[str, Any] | None:
         """``GET /debug/probes`` as JSON, or None (with a note) when the daemon does not serve it."""

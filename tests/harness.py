@@ -233,7 +233,12 @@ def running_daemon(run_id: str, prefix: str = "", cidr_prefix: int = 24) -> Iter
         yield harness
     finally:
         pause_pids = harness.pod_processes()
-        harness.stop()
+        try:
+            harness.stop()
+        except subprocess.TimeoutExpired:  # a daemon that does not stop within 30 s is killed; reset cleans up
+            assert harness.proc is not None
+            harness.proc.kill()
+            harness.proc.wait()
         result = harness.reset()
         left = harness.leftovers(pause_pids)
         if harness.proc is not None and harness.proc.poll() is None:
@@ -241,6 +246,15 @@ def running_daemon(run_id: str, prefix: str = "", cidr_prefix: int = 24) -> Iter
         shutil.rmtree(root, ignore_errors=True)
         if result.returncode != 0 or left:
             raise AssertionError(f"cleanup failed: reset rc={result.returncode} left={left}\n{result.stderr[-2000:]}")
+
+
+def www_root(prefix: str) -> Path:
+    """A fresh 0755 temp dir holding ``www/index.html`` ("ok\\n") for busybox httpd pods; the caller removes it."""
+    root = Path(tempfile.mkdtemp(prefix=prefix))
+    os.chmod(root, 0o755)
+    (root / "www").mkdir(mode=0o755)
+    (root / "www" / "index.html").write_text("ok\n")
+    return root
 
 
 def alive(pid: int) -> bool:
