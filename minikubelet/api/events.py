@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from minikubelet.api import pollwatch
-from minikubelet.api.pods import check_namespace, is_true, table_response, wants_table
-from minikubelet.api.selectors import FieldMatcher, LabelMatcher, field_selector, label_selector
+from minikubelet.api.pods import list_query, table_response, wants_table
+from minikubelet.api.selectors import FieldMatcher, LabelMatcher
 from minikubelet.api.tables import EVENT_COLUMNS, event_row, table
 
 if TYPE_CHECKING:
@@ -22,13 +22,9 @@ EVENT_FIELDS = ("involvedObject.kind", "involvedObject.namespace", "involvedObje
 
 
 async def list_events(server: ApiServer, request: web.Request) -> web.StreamResponse:
-    ns = request.match_info.get("namespace")
-    if ns is not None:
-        check_namespace(ns)
-    q = request.query
-    labels = label_selector(q.get("labelSelector"))
-    fields = field_selector(q.get("fieldSelector"), EVENT_FIELDS, "events")
-    if is_true(q.get("watch")):
+    query = list_query(request, EVENT_FIELDS, "events")
+    ns, labels, fields = query.namespace, query.labels, query.fields
+    if query.watch:
         source = event_source(server, ns, labels, fields)
         return await pollwatch.serve(request, server.hub, source, wants_table(request))
     version = server.version()

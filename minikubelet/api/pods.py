@@ -11,6 +11,7 @@ import copy
 import json
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -79,6 +80,27 @@ def is_true(value: str | None) -> bool:
     return value is not None and value.lower() in ("true", "1")
 
 
+@dataclass(frozen=True, slots=True)
+class ListQuery:
+    """What a list request asks for: its namespace (None: all), selectors and whether it is a watch."""
+
+    namespace: str | None
+    labels: LabelMatcher
+    fields: FieldMatcher
+    watch: bool
+
+
+def list_query(request: web.Request, field_names: tuple[str, ...], resource: str) -> ListQuery:
+    """The namespace (checked), ``labelSelector``, ``fieldSelector`` (over ``field_names``) and ``watch`` of a list
+    request; 400 for a bad namespace or selector."""
+    ns = request.match_info.get("namespace")
+    if ns is not None:
+        check_namespace(ns)
+    q = request.query
+    labels = label_selector(q.get("labelSelector"))
+    return ListQuery(ns, labels, field_selector(q.get("fieldSelector"), field_names, resource), is_true(q.get("watch")))
+
+
 async def read_object(request: web.Request, kinds: tuple[str, ...], what: str) -> Any:
     """The request body as JSON (or YAML for application/yaml): 415 for another type, 413 over 1 MiB, 400 if bad."""
     ctype = request.content_type
@@ -137,13 +159,9 @@ async def wait_for_worker(server: ApiServer, namespace: str, name: str, pod: Pod
 
 
 async def list_pods(server: ApiServer, request: web.Request) -> web.StreamResponse:
-    ns = request.match_info.get("namespace")
-    if ns is not None:
-        check_namespace(ns)
-    q = request.query
-    labels = label_selector(q.get("labelSelector"))
-    fields = field_selector(q.get("fieldSelector"), POD_FIELDS, "pods")
-    if is_true(q.get("watch")):
+    query = list_query(request, POD_FIELDS, "pods")
+    ns, labels, fields = query.namespace, query.labels, query.fields
+    if query.watch:
         return await watch_pods(server, request, ns, labels, fields)
     version = server.version()
     pods = [server.snapshot(w) for w in server.workers() if ns is None or w.pod.namespace == ns]
