@@ -93,6 +93,10 @@ class Ipam:
             raise
         log.debug("Released pod address uid=%s ip=%s", uid, ipaddress.IPv4Address(address))
 
+    def leased(self) -> int:
+        """How many addresses are leased."""
+        return len(self._leases)
+
     def leases(self) -> dict[str, ipaddress.IPv4Address]:
         """A copy of the current leases, pod UID → address."""
         return {uid: ipaddress.IPv4Address(address) for uid, address in self._leases.items()}

@@ -20,6 +20,7 @@ from pathlib import Path
 from minikubelet.errors import ContainerStartError, NetworkError, SandboxError
 from minikubelet.network.bridge import BridgeNetwork
 from minikubelet.network.ipam import Ipam
+from minikubelet.network.neigh import ArpCapacity
 from minikubelet.podspec import Pod
 from minikubelet.runtime.proc import ProcessHandle, is_alive, open_pidfd
 from minikubelet.runtime.zygote import Zygote, close_fds
@@ -51,6 +52,7 @@ class LinuxRuntime:
         self.pause_bin: str | None = None  # the compiled pause to exec (runtime.pausebin); None: the Python one
         self.network = network
         self.ipam = ipam
+        self.arp = ArpCapacity()
 
     def pod_dir(self, uid: str) -> Path:
         return self.run_dir / "pods" / uid
@@ -83,6 +85,7 @@ class LinuxRuntime:
     async def setup_network(self, uid: str, sandbox: Sandbox) -> None:
         ip = self.ipam.allocate(uid)
         sandbox.ip = str(ip)
+        self.arp.check(self.ipam.leased())
         try:
             fd = os.open(f"/proc/{sandbox.pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
         except OSError as e:

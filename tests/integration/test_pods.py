@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from minikubelet.network.neigh import FIX
 from tests.integration.conftest import BUSYBOX, DaemonHarness, alive, http_get, httpd, pod_yaml, running_daemon, sh
 
 pytestmark = pytest.mark.root
@@ -150,3 +151,20 @@ def test_the_python_pause_still_works(run_id: str, monkeypatch: pytest.MonkeyPat
         pause = daemon.pause_pid("pyp")
         daemon.wait_for(lambda: not zombie_children(pause), 10, "no zombie child of pause")
         assert "Using the Python pause" in daemon.log()
+
+
+def test_daemon_warns_once_before_the_arp_table_is_full(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every pod takes two entries of the kernel's one ARP table; the daemon warns, with the fix, near its limit.
+    The limit is read from a file of ours holding 40 (room for 4 pods), so a handful of real pods reach it."""
+    limit = tmp_path / "gc_thresh3"
+    limit.write_text("40\n")
+    monkeypatch.setenv("MINIKUBELET_GC_THRESH3_FILE", str(limit))
+    with running_daemon("arp") as daemon:
+        for i in range(5):
+            daemon.write(f"a{i}.yaml", pod_yaml(f"a{i}", [sh("c", "sleep 600")]))
+        for i in range(5):
+            daemon.wait_running(f"a{i}", timeout=60)
+        warnings = [line for line in daemon.log().splitlines() if "ARP table is nearly full" in line]
+        assert len(warnings) == 1, warnings
+        assert "gc_thresh3=40" in warnings[0] and "about 4 pods" in warnings[0] and warnings[0].endswith("pods=4")
+        assert f"raise it with: {FIX} " in warnings[0]
