@@ -42,6 +42,7 @@ from minikubelet.status import (
 log = logging.getLogger(__name__)
 
 MIN_GRACE_SECONDS = 2  # the kubelet's minimumGracePeriodInSeconds between the stop signal and SIGKILL
+READINESS_RETRIGGER_SECONDS = 1.0  # _trigger_readiness: the second immediate readiness probe after a start
 SANDBOX_KEY = "\0sandbox"
 RECREATE_KEY = "\0recreate"
 
@@ -52,6 +53,8 @@ class Prober(Protocol):
     def add_pod(self, view: PodView, pod: Pod) -> None: ...
 
     def remove_pod(self, uid: str) -> None: ...
+
+    def trigger_readiness(self, uid: str, container: str) -> None: ...
 
 
 @dataclass(slots=True)
@@ -438,6 +441,23 @@ class PodWorker:
         self._watch(c.name, record, pid, start)
         self._persist()
         self._changed()
+        self._trigger_readiness(c, rec)
+
+    def _trigger_readiness(self, c: Container, rec: ContainerRecord) -> None:
+        """A started, running container that is not ready yet gets its readiness probe now and once more a second
+        later (its server may not listen yet), instead of a whole period later. The kubelet triggers it whenever it
+        builds such a status, which follows a container start by up to a second (the PLEG relist)."""
+        if self.ctx.probes is None or c.readiness_probe is None or not rec.started or rec.ready:
+            return
+        self.ctx.probes.trigger_readiness(self.pod.uid, c.name)
+        instance = rec.container_id
+
+        def again() -> None:
+            if self.ctx.probes is not None and rec.container_id == instance and rec.started and not rec.ready:
+                if rec.state is State.RUNNING and self.terminating is None:
+                    self.ctx.probes.trigger_readiness(self.pod.uid, c.name)
+
+        asyncio.get_running_loop().call_later(READINESS_RETRIGGER_SECONDS, again)
 
     def _watch(self, name: str, record: str, pid: int, start: int) -> None:
         handle = ProcessHandle(pid, start)
@@ -560,6 +580,7 @@ class PodWorker:
         elif kind is ProbeKind.STARTUP and result is ProbeResult.SUCCESS:
             rec.started = True
             rec.ready = spec.readiness_probe is None
+            self._trigger_readiness(spec, rec)
         elif result is ProbeResult.FAILURE and self.terminating is None and self._recreate is None:
             self._recreate = (container, kind, message)
             self.wake()

@@ -133,6 +133,13 @@ class ProbeManager:
         for entry in self._pods.pop(uid, {}).values():
             entry.task.cancel()
 
+    def trigger_readiness(self, uid: str, container: str) -> None:
+        """Run the container's readiness probe now, outside its schedule (the kubelet does this when it builds the
+        status of a running container that is not ready: a pod turns Ready without waiting a period)."""
+        entry = self._pods.get(uid, {}).get((container, ProbeKind.READINESS))
+        if entry is not None and not entry.task.done():
+            entry.worker.trigger()
+
     def stats(self) -> dict[str, float | int | list[float] | list[int]]:
         """Probes run since start, live workers, and probe start lateness against schedule: p50/p99/max in ms over
         the last ``LATENESS_SAMPLES`` probe starts, and a cumulative histogram since start (``lateness_hist_counts``

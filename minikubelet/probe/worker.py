@@ -201,6 +201,9 @@ class ProbeWorker:
         self.probes_run = 0
         self._on_probe_start = on_probe_start  # called with the lateness (s) of each probe against its tick
         self._scheduled: float | None = None  # monotonic time the current tick was due
+        self._triggered = False  # trigger() asked for a tick now
+        self._extra = False
+        self._sleeping: asyncio.Future[None] | None = None  # the sleep trigger() cuts short
 
     def __repr__(self) -> str:
         return f"ProbeWorker({self.view.uid}/{self.container.name}/{self.kind})"
@@ -208,16 +211,19 @@ class ProbeWorker:
     # ------------------------------------------------------------------------------------------------- schedule
 
     async def run(self) -> None:
-        """The worker task body: jitter, then a tick at once and every periodSeconds after, until _tick says stop."""
+        """The worker task body: jitter, then a tick at once and every periodSeconds after, until _tick says stop.
+        A ``trigger()`` runs one extra tick at once; the schedule stays as it was."""
         period = float(self.probe.period_seconds)
         if self._manager_started is not None and self._clock.monotonic() - self._manager_started < period:
-            await self._clock.sleep(self._rng() * period)
+            await self._interruptible_sleep(self._rng() * period)
         clock = self._clock
         base = clock.monotonic()
         anchor = grid_slot(base) * GRID  # ticks after the first: anchor + k * period, on the grid
         tick = 0
         self._scheduled = base
+        self._extra = False  # the coming tick was asked for by trigger(), not by the schedule
         while True:
+            self._triggered = False
             try:
                 keep_going = await self._tick()
             except Exception:  # a bug must not end probing of this container: log and try again next period
@@ -234,11 +240,45 @@ class ProbeWorker:
                 )
                 return
             now = clock.monotonic()
-            # the next tick strictly after now (and after this one: a grid wakeup may come a hair early); missed
-            # ticks are dropped
-            tick = max(tick + 1, math.floor((now - anchor) / period) + 1)
-            self._scheduled = scheduled = anchor + tick * period
-            await clock.sleep(max(0.0, scheduled - now))
+            if not self._extra:
+                # the next tick strictly after now (and after this one: a grid wakeup may come a hair early); missed
+                # ticks are dropped
+                tick = max(tick + 1, math.floor((now - anchor) / period) + 1)
+                self._scheduled = anchor + tick * period
+            if self._triggered:  # trigger() during that tick: one more at once, the schedule as it is
+                self._extra = True
+                continue
+            await self._interruptible_sleep(max(0.0, self._scheduled - now))
+            # woken by trigger() before the slot of the scheduled tick: an extra tick, the scheduled one still comes
+            self._extra = self._triggered and grid_slot(clock.monotonic()) < grid_slot(self._scheduled)
+
+    def trigger(self) -> None:
+        """Probe once now, outside the schedule (the kubelet's manual readiness trigger); ignored while on hold."""
+        self._triggered = True
+        sleeping = self._sleeping
+        if sleeping is not None and not sleeping.done():
+            sleeping.set_result(None)
+
+    async def _interruptible_sleep(self, seconds: float) -> None:
+        """The clock's sleep, cut short by trigger(). RealClock's sleep is a plain future that trigger() resolves;
+        another clock's awaitable is awaited in a task that a future of ours races."""
+        sleep = self._clock.sleep(seconds)
+        inner: asyncio.Future[None] | None = None
+        if isinstance(sleep, asyncio.Future) and not isinstance(sleep, asyncio.Task):
+            fut = sleep
+        else:
+            fut = asyncio.get_running_loop().create_future()
+            inner = asyncio.ensure_future(sleep)
+            inner.add_done_callback(lambda _: None if fut.done() else fut.set_result(None))
+        self._sleeping = fut
+        try:
+            await fut
+        finally:
+            self._sleeping = None
+            if not fut.done():
+                fut.cancel()
+            if inner is not None and not inner.done():
+                inner.cancel()
 
     # ----------------------------------------------------------------------------------------------------- tick
 
@@ -293,7 +333,7 @@ class ProbeWorker:
         return delay > 0 and int(now - started_at) < delay
 
     async def _probe_once(self) -> None:
-        if self._on_probe_start is not None and self._scheduled is not None:
+        if self._on_probe_start is not None and self._scheduled is not None and not self._extra:
             self._on_probe_start(max(0.0, self._clock.monotonic() - self._scheduled))
         outcome = await self._run_with_retries()
         self.probes_run += 1

@@ -485,3 +485,15 @@ def test_hanging_target_does_not_delay_other_pods(daemon: DaemonHarness, www: Pa
         delays.append(time.monotonic() - t0)
     assert max(delays) <= 2.2, delays
     assert status_of(get_pod(daemon, "hang"), "web")["restartCount"] == 0
+
+
+def test_readiness_is_probed_when_the_container_starts_not_a_period_later(daemon: DaemonHarness, www: Path) -> None:
+    """The kubelet's manual readiness trigger: with periodSeconds 300 a pod still turns Ready within seconds of its
+    container starting, and after its startup probe succeeds; the schedule itself stays at 300 s."""
+    slow = http_probe("/index.html", periodSeconds=300)
+    daemon.write("rtrig.yaml", pod_yaml("rtrig", [web(www, readinessProbe=slow)]))
+    startup = http_probe("/index.html", failureThreshold=30)
+    daemon.write("strig.yaml", pod_yaml("strig", [web(www, startupProbe=startup, readinessProbe=slow)]))
+    for name in ("rtrig", "strig"):
+        pod = wait_ready(daemon, name, "web", True, timeout=15)
+        assert condition(pod, "Ready") == "True"

@@ -531,3 +531,52 @@ async def test_manager_stop_cancels_everything(clock: FakeClock, view: FakeView)
     tasks = [e.task for e in mgr._pods["uid-1"].values()]
     await mgr.stop()
     assert all(t.cancelled() for t in tasks)
+
+
+# ------------------------------------------------------------------------------------------------ manual trigger
+
+
+async def test_trigger_probes_at_once_and_keeps_the_schedule(clock: FakeClock) -> None:
+    """The kubelet's manual readiness trigger: a container that became running is probed at once, not a period
+    later; the scheduled ticks stay where they were; a trigger during a probe brings one more right after it."""
+    view = FakeView()  # no container yet
+    runner = Script(clock, delay=0.0)
+    w = ProbeWorker(view, CONTAINER, R, probe(period_seconds=10), runner, clock=clock)
+    task = asyncio.get_running_loop().create_task(w.run())
+    try:
+        await clock.advance(3)
+        assert runner.calls == []  # the tick at 0 found no container
+        view.run()
+        w.trigger()
+        await clock.advance(0)
+        assert runner.calls == [3.0]
+        assert view.published() == [ProbeResult.FAILURE, ProbeResult.SUCCESS]  # ready at 3 s, not at 10 s
+        await clock.advance(17)
+        assert runner.calls == [3.0, 10.0, 20.0]  # the schedule did not move
+        runner.delay = 2.0
+        await clock.advance(11)  # the probe of 30 s is in flight until 32 s
+        w.trigger()
+        await clock.advance(5)
+        assert runner.calls == [3.0, 10.0, 20.0, 30.0, 32.0]
+        runner.delay = 0.0
+        await clock.advance(10)
+        assert runner.calls[-1] == 40.0
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_triggered_probes_are_not_counted_as_late(clock: FakeClock, view: FakeView) -> None:
+    lateness: list[float] = []
+    runner = Script(clock)
+    w = ProbeWorker(view, CONTAINER, R, probe(period_seconds=10), runner, clock=clock, on_probe_start=lateness.append)
+    task = asyncio.get_running_loop().create_task(w.run())
+    try:
+        await clock.advance(4)
+        w.trigger()
+        await clock.advance(7)
+        assert runner.calls == [0.0, 4.0, 10.0]
+        assert len(lateness) == 2  # the ticks at 0 and 10 only
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
