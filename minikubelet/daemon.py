@@ -141,7 +141,7 @@ class Daemon:
                              s.node, self.source.errors, node=self.node, store=ManifestStore(s.manifests),
                              defined=self.source.pod_by_key, next_version=self.next_version, token=access.token,
                              loopback=access.loopback, ssl_context=access.ssl_context,
-                             probe_stats=self._probe_stats)
+                             probe_stats=self._probe_stats, probe_metrics=self.probes.metrics.render)
 
     def _probe_stats(self) -> dict[str, Any]:
         stats = getattr(self.probes, "stats", None)

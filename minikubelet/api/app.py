@@ -21,7 +21,7 @@ from minikubelet.api import access, discovery, metrics, nodes, podpatch
 from minikubelet.api import events as api_events
 from minikubelet.api import pods as api_pods
 from minikubelet.api.auth import auth_middleware
-from minikubelet.api.errors import ApiError, status
+from minikubelet.api.errors import ApiError, not_found, status
 from minikubelet.api.listener import DualListener
 from minikubelet.api.metrics import Sampler
 from minikubelet.api.pods import check_name, check_namespace
@@ -30,6 +30,7 @@ from minikubelet.events import EventRecorder
 from minikubelet.node import Node
 from minikubelet.podspec import Pod
 from minikubelet.podworker import PodWorker
+from minikubelet.probe.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from minikubelet.store import ManifestStore
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,7 @@ class ApiServer:
         node: Node, store: ManifestStore, defined: Callable[[str], Pod | None],
         next_version: Callable[[], int], token: str | None = None, loopback: bool = True,
         ssl_context: ssl.SSLContext | None = None, probe_stats: Callable[[], dict[str, Any]] | None = None,
+        probe_metrics: Callable[[], str] | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -85,6 +87,7 @@ class ApiServer:
         self._next_version = next_version
         self._ssl = ssl_context
         self._probe_stats = probe_stats
+        self._probe_metrics = probe_metrics
         self.hub = WatchHub()
         self.metrics = Sampler()  # kubectl top: the last usage reading of every container
         self.write_lock = asyncio.Lock()
@@ -98,7 +101,7 @@ class ApiServer:
             web.get("/healthz", self.healthz), web.get("/healthz/ping", self.healthz),
             web.get("/pods", self.list_pods), web.get("/pods/", self.list_pods),
             web.get("/events", self.list_events), web.get("/manifests/errors", self.list_manifest_errors),
-            web.get("/debug/probes", self.probe_stats),
+            web.get("/debug/probes", self.probe_stats), web.get("/metrics/probes", self.probe_metrics),
             *discovery.routes(),
             web.get("/api/v1/pods", self.route(api_pods.list_pods)),
             web.get("/api/v1/namespaces/{namespace}/pods", self.route(api_pods.list_pods)),
@@ -114,6 +117,7 @@ class ApiServer:
             web.post(POD + "/portforward", self.route(self._delegate("portforward"))),
             web.get("/api/v1/nodes", self.route(nodes.list_nodes)),
             web.get("/api/v1/nodes/{name}", self.route(nodes.get_node)),
+            web.get("/api/v1/nodes/{name}/proxy/metrics/probes", self.node_probe_metrics),
             web.patch("/api/v1/nodes/{name}", self.route(nodes.patch_node)),
             web.get("/api/v1/events", self.route(api_events.list_events)),
             web.get("/api/v1/namespaces/{namespace}/events", self.route(api_events.list_events)),
@@ -254,6 +258,20 @@ class ApiServer:
         if self._probe_stats is None:
             return status(404, "NotFound", "the prober is not running")
         return web.json_response(self._probe_stats())
+
+    async def probe_metrics(self, request: web.Request) -> web.Response:
+        """The kubelet's prober metrics in Prometheus text format (probe/metrics.py)."""
+        if self._probe_metrics is None:
+            return status(404, "NotFound", "the prober is not running")
+        return web.Response(body=self._probe_metrics().encode(), headers={"Content-Type": METRICS_CONTENT_TYPE})
+
+    async def node_probe_metrics(self, request: web.Request) -> web.Response:
+        """The same through the node proxy path, as on a cluster: ``kubectl get --raw
+        /api/v1/nodes/NODE/proxy/metrics/probes``."""
+        name = request.match_info["name"]
+        if name != self.node_name:
+            return not_found("nodes", name)
+        return await self.probe_metrics(request)
 
     async def healthz(self, request: web.Request) -> web.Response:
         return web.Response(text="ok")

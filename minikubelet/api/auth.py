@@ -18,7 +18,7 @@ from minikubelet.api.errors import status
 log = logging.getLogger(__name__)
 
 OPEN_PATHS = frozenset({"/healthz", "/healthz/ping"})
-DEBUG_PATHS = frozenset({"/pods", "/pods/", "/events", "/manifests/errors", "/debug/probes"})
+DEBUG_PATHS = frozenset({"/pods", "/pods/", "/events", "/manifests/errors", "/debug/probes", "/metrics/probes"})
 
 
 def auth_middleware(token: str | None, loopback: bool) -> web.middleware:  # type: ignore[valid-type]

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from minikubelet.podspec import Container, Pod, Probe, ProbeKind
 from minikubelet.probe import PodView, ProbeResult
 from minikubelet.probe.handlers import Outcome, exec_probe, http_get, tcp_socket
+from minikubelet.probe.metrics import ProbeMetrics, Series
 from minikubelet.probe.worker import Clock, ProbeWorker, RealClock, Runner
 
 __all__ = ["ProbeManager"]
@@ -50,6 +51,7 @@ class _Entry:
     probe: Probe
     worker: ProbeWorker
     task: asyncio.Task[None]
+    series: Series
 
 
 def _wanted(pod: Pod) -> dict[_Key, tuple[Container, Probe]]:
@@ -83,6 +85,7 @@ class ProbeManager:
         self._probes_run = 0
         self._lateness: deque[float] = deque(maxlen=LATENESS_SAMPLES)  # seconds, most recent probe starts
         self._lateness_hist = [0] * (len(_HIST_BOUNDS_MS) + 1)  # cumulative counts per bucket, the last: beyond
+        self.metrics = ProbeMetrics()  # GET /metrics/probes
 
     async def start(self) -> None:
         """Note the start time (workers added within one period of it get a random initial jitter)."""
@@ -174,6 +177,8 @@ class ProbeManager:
     # ----------------------------------------------------------------------------------------------- internals
 
     def _spawn(self, view: PodView, container: Container, kind: ProbeKind, probe: Probe) -> _Entry:
+        series = Series(kind, container.name, view.name, view.namespace, view.uid)
+        metrics = self.metrics
         worker = ProbeWorker(
             view,
             container,
@@ -184,14 +189,17 @@ class ProbeManager:
             manager_started=self._started,
             rng=self._rng,
             on_probe_start=self._probe_started,
+            on_probe_done=lambda result, seconds: metrics.observe(series, result, seconds),
         )
         task = asyncio.get_running_loop().create_task(worker.run(), name=f"probe {view.uid} {container.name} {kind}")
         self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-        return _Entry(container, probe, worker, task)
+        task.add_done_callback(lambda t: self._task_done(t, series))
+        return _Entry(container, probe, worker, task, series)
 
-    def _task_done(self, task: asyncio.Task[None]) -> None:
+    def _task_done(self, task: asyncio.Task[None], series: Series) -> None:
         self._tasks.discard(task)
+        if not any(e.series == series and not e.task.done() for e in self._pods.get(series.pod_uid, {}).values()):
+            self.metrics.forget(series)  # the worker's series go with it (not when a new worker took them over)
         if task.cancelled():
             return
         exc = task.exception()

@@ -182,6 +182,7 @@ class ProbeWorker:
         manager_started: float | None = None,
         rng: Callable[[], float] = random.random,
         on_probe_start: Callable[[float], None] | None = None,
+        on_probe_done: Callable[[ProbeResult, float], None] | None = None,
     ) -> None:
         self.view = view
         self.container = container
@@ -200,6 +201,7 @@ class ProbeWorker:
         self._first_seen_running: float | None = None  # wall clock, when started_at is unknown
         self.probes_run = 0
         self._on_probe_start = on_probe_start  # called with the lateness (s) of each probe against its tick
+        self._on_probe_done = on_probe_done  # called with the result and duration (s) of each probe that ran
         self._scheduled: float | None = None  # monotonic time the current tick was due
         self._triggered = False  # trigger() asked for a tick now
         self._extra = False
@@ -335,6 +337,7 @@ class ProbeWorker:
     async def _probe_once(self) -> None:
         if self._on_probe_start is not None and self._scheduled is not None and not self._extra:
             self._on_probe_start(max(0.0, self._clock.monotonic() - self._scheduled))
+        started = self._clock.monotonic()
         outcome = await self._run_with_retries()
         self.probes_run += 1
         view, name, kind = self.view, self.container.name, self.kind
@@ -358,6 +361,8 @@ class ProbeWorker:
         if outcome.result is ProbeResult.FAILURE:
             view.record_event("Warning", "Unhealthy", f"{kind} probe failed: {outcome.output}", name)
         result = ProbeResult.SUCCESS if outcome.result is ProbeResult.SUCCESS else ProbeResult.FAILURE
+        if self._on_probe_done is not None:
+            self._on_probe_done(result, self._clock.monotonic() - started)
         if result is self.last_result:
             self.result_run += 1
         else:

@@ -260,3 +260,12 @@ def test_hand_written_file_keeps_comments(kubectl: Kubectl, daemon: DaemonHarnes
     assert "second" not in text and "# the only container" in text
     assert [d["metadata"]["name"] for d in yaml.safe_load_all(text)] == ["first"]
     assert daemon.container_pid("first", "main") == pid
+
+
+def test_prober_metrics_through_the_node_proxy_path(kubectl: Kubectl, daemon: DaemonHarness) -> None:
+    """As on a cluster: kubectl get --raw /api/v1/nodes/NODE/proxy/metrics/probes (the kubelet's /metrics/probes)."""
+    text = kubectl("get", "--raw", f"/api/v1/nodes/{daemon.node_name}/proxy/metrics/probes")
+    assert "# TYPE prober_probe_total counter" in text.splitlines()
+    assert any(line.startswith("process_start_time_seconds ") for line in text.splitlines())
+    missing = kubectl.run("get", "--raw", "/api/v1/nodes/nope/proxy/metrics/probes", check=False)
+    assert missing.returncode == 1 and 'nodes "nope" not found' in missing.stderr, missing.stderr

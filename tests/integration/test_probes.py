@@ -497,3 +497,36 @@ def test_readiness_is_probed_when_the_container_starts_not_a_period_later(daemon
     for name in ("rtrig", "strig"):
         pod = wait_ready(daemon, name, "web", True, timeout=15)
         assert condition(pod, "Ready") == "True"
+
+
+def test_metrics_probes_counts_real_probes_and_drops_a_deleted_pods_series(daemon: DaemonHarness, www: Path) -> None:
+    """GET /metrics/probes: the kubelet's prober_probe_total and prober_probe_duration_seconds, in Prometheus text."""
+    daemon.write("mgood.yaml", pod_yaml("mgood", [web(www, livenessProbe=http_probe("/index.html"))]))
+    daemon.write("mbad.yaml", pod_yaml("mbad", [web(www, readinessProbe=http_probe("/missing"))]))
+    uid = {n: get_pod_when(daemon, n)["metadata"]["uid"] for n in ("mgood", "mbad")}
+    good = f'container="web",namespace="default",pod="mgood",pod_uid="{uid["mgood"]}",probe_type="Liveness"'
+    bad = f'container="web",namespace="default",pod="mbad",pod_uid="{uid["mbad"]}",probe_type="Readiness"'
+
+    def counts() -> dict[str, float]:
+        found = {}
+        for line in daemon.get_text("/metrics/probes").splitlines():
+            if line and not line.startswith("#"):
+                name, _, value = line.rpartition(" ")
+                found[name] = float(value)
+        return found
+
+    daemon.wait_for(lambda: counts().get(f'prober_probe_total{{{good},result="successful"}}', 0) >= 2
+                    and counts().get(f'prober_probe_total{{{bad},result="failed"}}', 0) >= 2, 20, "probe counts")
+    found = counts()
+    h = 'container="web",namespace="default",pod="mgood",probe_type="Liveness"'
+    assert found[f'prober_probe_duration_seconds_bucket{{{h},le="+Inf"}}'] >= 2
+    assert 0 < found[f"prober_probe_duration_seconds_sum{{{h}}}"] < found[f"prober_probe_duration_seconds_count{{{h}}}"]
+    assert not any("mbad" in k and "duration" in k for k in found)  # failures are counted, not timed
+    assert found["process_start_time_seconds"] > 1.7e9
+    daemon.remove("mbad.yaml")
+    daemon.wait_for(lambda: not any("mbad" in k for k in counts()), 30, "the deleted pod's series gone")
+    assert any("mgood" in k for k in counts())
+
+
+def get_pod_when(daemon: DaemonHarness, name: str, timeout: float = 15) -> dict[str, Any]:
+    return dict(daemon.wait_for(lambda: daemon.pod(name), timeout, f"pod {name} listed"))
