@@ -214,7 +214,7 @@ class ProbeWorker:
 
     async def run(self) -> None:
         """The worker task body: jitter, then a tick at once and every periodSeconds after, until _tick says stop.
-        A ``trigger()`` runs one extra tick at once; the schedule stays as it was."""
+        A ``trigger()`` runs a tick at once and restarts the schedule from it (the kubelet resets its ticker)."""
         period = float(self.probe.period_seconds)
         if self._manager_started is not None and self._clock.monotonic() - self._manager_started < period:
             await self._interruptible_sleep(self._rng() * period)
@@ -242,17 +242,19 @@ class ProbeWorker:
                 )
                 return
             now = clock.monotonic()
-            if not self._extra:
+            if not self._triggered:
                 # the next tick strictly after now (and after this one: a grid wakeup may come a hair early); missed
                 # ticks are dropped
                 tick = max(tick + 1, math.floor((now - anchor) / period) + 1)
                 self._scheduled = anchor + tick * period
-            if self._triggered:  # trigger() during that tick: one more at once, the schedule as it is
-                self._extra = True
-                continue
-            await self._interruptible_sleep(max(0.0, self._scheduled - now))
-            # woken by trigger() before the slot of the scheduled tick: an extra tick, the scheduled one still comes
-            self._extra = self._triggered and grid_slot(clock.monotonic()) < grid_slot(self._scheduled)
+                await self._interruptible_sleep(max(0.0, self._scheduled - now))
+                now = clock.monotonic()
+                # woken by the schedule, or by trigger() in the same slot: a scheduled tick
+                self._extra = self._triggered and grid_slot(now) < grid_slot(self._scheduled)
+                if not self._extra:
+                    continue
+            # trigger(): a tick now, and the schedule starts again from it
+            anchor, tick, self._scheduled, self._extra = grid_slot(now) * GRID, 0, now, True
 
     def trigger(self) -> None:
         """Probe once now, outside the schedule (the kubelet's manual readiness trigger); ignored while on hold."""

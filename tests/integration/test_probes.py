@@ -489,7 +489,7 @@ def test_hanging_target_does_not_delay_other_pods(daemon: DaemonHarness, www: Pa
 
 def test_readiness_is_probed_when_the_container_starts_not_a_period_later(daemon: DaemonHarness, www: Path) -> None:
     """The kubelet's manual readiness trigger: with periodSeconds 300 a pod still turns Ready within seconds of its
-    container starting, and after its startup probe succeeds; the schedule itself stays at 300 s."""
+    container starting, and of its startup probe succeeding."""
     slow = http_probe("/index.html", periodSeconds=300)
     daemon.write("rtrig.yaml", pod_yaml("rtrig", [web(www, readinessProbe=slow)]))
     startup = http_probe("/index.html", failureThreshold=30)

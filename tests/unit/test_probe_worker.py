@@ -536,9 +536,9 @@ async def test_manager_stop_cancels_everything(clock: FakeClock, view: FakeView)
 # ------------------------------------------------------------------------------------------------ manual trigger
 
 
-async def test_trigger_probes_at_once_and_keeps_the_schedule(clock: FakeClock) -> None:
+async def test_trigger_probes_at_once_and_restarts_the_schedule(clock: FakeClock) -> None:
     """The kubelet's manual readiness trigger: a container that became running is probed at once, not a period
-    later; the scheduled ticks stay where they were; a trigger during a probe brings one more right after it."""
+    later, and the ticker restarts from that probe; a trigger during a probe brings one more right after it."""
     view = FakeView()  # no container yet
     runner = Script(clock, delay=0.0)
     w = ProbeWorker(view, CONTAINER, R, probe(period_seconds=10), runner, clock=clock)
@@ -552,15 +552,15 @@ async def test_trigger_probes_at_once_and_keeps_the_schedule(clock: FakeClock) -
         assert runner.calls == [3.0]
         assert view.published() == [ProbeResult.FAILURE, ProbeResult.SUCCESS]  # ready at 3 s, not at 10 s
         await clock.advance(17)
-        assert runner.calls == [3.0, 10.0, 20.0]  # the schedule did not move
+        assert runner.calls == [3.0, 13.0]  # every 10 s from the triggered probe
         runner.delay = 2.0
-        await clock.advance(11)  # the probe of 30 s is in flight until 32 s
+        await clock.advance(4)  # the probe of 23 s is in flight until 25 s
         w.trigger()
         await clock.advance(5)
-        assert runner.calls == [3.0, 10.0, 20.0, 30.0, 32.0]
+        assert runner.calls == [3.0, 13.0, 23.0, 25.0]
         runner.delay = 0.0
         await clock.advance(10)
-        assert runner.calls[-1] == 40.0
+        assert runner.calls[-1] == 35.0
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
@@ -574,9 +574,9 @@ async def test_triggered_probes_are_not_counted_as_late(clock: FakeClock, view: 
     try:
         await clock.advance(4)
         w.trigger()
-        await clock.advance(7)
-        assert runner.calls == [0.0, 4.0, 10.0]
-        assert len(lateness) == 2  # the ticks at 0 and 10 only
+        await clock.advance(11)
+        assert runner.calls == [0.0, 4.0, 14.0]
+        assert len(lateness) == 2  # the ticks at 0 and 14 only
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
