@@ -34,6 +34,14 @@ def pod_to_api(w: PodWorker) -> dict[str, Any]:
     return pod
 
 
+def refresh_conditions(w: PodWorker) -> None:
+    """Bring the conditions' transition times up to date (they move when a status is built), so that a record
+    saved now carries them across a daemon restart."""
+    admitted = w.admitted or w.ctx.admit(w.pod)[0]
+    if admitted:
+        conditions(w.pod, w.records, w.phase(), w.sandbox is not None, w.conditions, time.time())
+
+
 def pod_status(w: PodWorker) -> dict[str, Any]:
     """status: phase, conditions, IPs, start time, container statuses (kubelet generate.go order)."""
     now = time.time()

@@ -39,6 +39,7 @@ def save(w: PodWorker) -> None:
         "sandbox": asdict(w.sandbox) if w.sandbox else None,
         "containers": {n: r.to_dict() for n, r in w.records.items()},
         "backoff": w.backoff.to_dict(),
+        "conditions": {ctype: [value, since] for ctype, (value, since) in w.conditions.times.items()},
         "manifest": w.pod.manifest,
     }
     tmp = pod_dir / "record.json.tmp"
@@ -56,6 +57,9 @@ def adopt(w: PodWorker, data: dict[str, Any]) -> None:
     w.terminal = bool(data.get("terminal"))
     w.admitted = True
     w.backoff.load(data.get("backoff") or {})
+    for ctype, kept in (data.get("conditions") or {}).items():  # lastTransitionTime survives the restart
+        if isinstance(kept, list) and len(kept) == 2 and kept[0] in ("True", "False"):
+            w.conditions.times[str(ctype)] = (str(kept[0]), float(kept[1]))
     for name, raw in (data.get("containers") or {}).items():
         if name in w.records:
             w.records[name] = ContainerRecord.from_dict(raw)

@@ -533,6 +533,7 @@ class PodWorker:
     # ----- persistence and re-adoption (podrecord.py) -----------------------------------------------------
 
     def _persist(self) -> None:
+        podapi.refresh_conditions(self)
         podrecord.save(self)
 
     def _adopt(self, data: dict[str, Any]) -> None:
@@ -562,7 +563,7 @@ class PodWorker:
         running = rec.state is State.RUNNING
         term = rec.terminated or rec.last_terminated
         will_restart = running or rec.instances == 0 or should_restart(self.pod.spec.restart_policy, term)
-        return ContainerView(running, rec.container_id, rec.started_at, rec.started, will_restart)
+        return ContainerView(running, rec.container_id, rec.started_at, rec.started, will_restart, rec.ready)
 
     def deleting(self) -> bool:
         return self.terminating is not None

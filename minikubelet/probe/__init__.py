@@ -32,6 +32,7 @@ class ContainerView:
     started_at: float | None  # wall clock (time.time()) of state.running.startedAt; persisted across daemon restarts
     started: bool  # the startup probe has succeeded (True at once when there is none)
     will_restart: bool  # False once it exited and will not run again (then the worker ends)
+    ready: bool = False  # the container's ready as last set (persisted across daemon restarts)
 
 
 class PodView(Protocol):

@@ -25,6 +25,7 @@ __all__ = ["ProbeManager"]
 log = logging.getLogger(__name__)
 
 _Key = tuple[str, ProbeKind]  # (container name, kind)
+RESTART_GRACE_SECONDS = 10.0  # the kubelet's kubeletRestartGracePeriod: older containers keep Ready on a restart
 LATENESS_SAMPLES = 10_000  # stats(): lateness percentiles over this many most recent probe starts
 # stats(): a cumulative lateness histogram too, so that a reader can take percentiles over exactly the window between
 # two reads: 0.1 ms buckets below 20 ms, 1 ms below 200 ms, 10 ms below 2 s, then one overflow bucket
@@ -79,6 +80,7 @@ class ProbeManager:
         self._runner: Runner = runner or self._run_probe
         self._rng = rng
         self._started: float | None = None
+        self._started_wall: float | None = None
         self._pods: dict[str, dict[_Key, _Entry]] = {}
         self._views: dict[str, PodView] = {}
         self._tasks: set[asyncio.Task[None]] = set()  # strong references until each task is done
@@ -90,6 +92,7 @@ class ProbeManager:
     async def start(self) -> None:
         """Note the start time (workers added within one period of it get a random initial jitter)."""
         self._started = self._clock.monotonic()
+        self._started_wall = self._clock.time()
 
     async def stop(self) -> None:
         """Cancel every worker and wait for them to end."""
@@ -190,6 +193,7 @@ class ProbeManager:
             rng=self._rng,
             on_probe_start=self._probe_started,
             on_probe_done=lambda result, seconds: metrics.observe(series, result, seconds),
+            keep_ready_before=None if self._started_wall is None else self._started_wall - RESTART_GRACE_SECONDS,
         )
         task = asyncio.get_running_loop().create_task(worker.run(), name=f"probe {view.uid} {container.name} {kind}")
         self._tasks.add(task)

@@ -21,7 +21,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
 from minikubelet.podspec import Container, Probe, ProbeKind
-from minikubelet.probe import PodView, ProbeResult
+from minikubelet.probe import ContainerView, PodView, ProbeResult
 from minikubelet.probe.handlers import Outcome
 
 __all__ = ["GRID", "GUARD_SLACK", "MAX_RETRIES", "Clock", "GridTimeout", "ProbeWorker", "RealClock", "Runner"]
@@ -183,6 +183,7 @@ class ProbeWorker:
         rng: Callable[[], float] = random.random,
         on_probe_start: Callable[[float], None] | None = None,
         on_probe_done: Callable[[ProbeResult, float], None] | None = None,
+        keep_ready_before: float | None = None,
     ) -> None:
         self.view = view
         self.container = container
@@ -202,6 +203,9 @@ class ProbeWorker:
         self.probes_run = 0
         self._on_probe_start = on_probe_start  # called with the lateness (s) of each probe against its tick
         self._on_probe_done = on_probe_done  # called with the result and duration (s) of each probe that ran
+        # readiness: a container that started before this wall-clock time keeps its ready state as the first result
+        # (the kubelet keeps Ready across its restart for containers older than its 10 s restart grace period)
+        self._keep_ready_before = keep_ready_before
         self._scheduled: float | None = None  # monotonic time the current tick was due
         self._triggered = False  # trigger() asked for a tick now
         self._extra = False
@@ -295,7 +299,7 @@ class ProbeWorker:
         if cv is None or not cv.container_id:
             return True  # not created yet: wait
         if cv.container_id != self.container_id:
-            self._new_container(cv.container_id)
+            self._new_container(cv)
         if not cv.running:
             self._first_seen_running = None
             if self.kind is ProbeKind.READINESS:
@@ -316,14 +320,17 @@ class ProbeWorker:
         await self._probe_once()
         return True
 
-    def _new_container(self, container_id: str) -> None:
-        self.container_id = container_id
+    def _new_container(self, cv: ContainerView) -> None:
+        self.container_id = cv.container_id
         self.on_hold = False
         self.last_result = None
         self.result_run = 0
         self.published = None
         self._first_seen_running = None
         initial = _INITIAL[self.kind]
+        keep = self._keep_ready_before
+        if self.kind is ProbeKind.READINESS and keep is not None and cv.started_at is not None and cv.started_at < keep:
+            initial = ProbeResult.SUCCESS if cv.ready else ProbeResult.FAILURE  # adopted after a daemon restart
         if initial is not None:
             self._publish(initial, "")
 

@@ -530,3 +530,46 @@ def test_metrics_probes_counts_real_probes_and_drops_a_deleted_pods_series(daemo
 
 def get_pod_when(daemon: DaemonHarness, name: str, timeout: float = 15) -> dict[str, Any]:
     return dict(daemon.wait_for(lambda: daemon.pod(name), timeout, f"pod {name} listed"))
+
+
+def test_probing_resumes_after_a_daemon_restart_without_recreating_or_unreadying(
+    daemon: DaemonHarness, www: Path
+) -> None:
+    """Issue 3, point 6: after re-adoption probing resumes, the initial delay already served is not served again,
+    healthy pods are not recreated, and a Ready pod stays Ready throughout (the kubelet's restart grace)."""
+    liveness = http_probe("/index.html", initialDelaySeconds=5)
+    daemon.write("keep.yaml", pod_yaml("keep", [web(www, livenessProbe=liveness, readinessProbe=http_probe("/"))]))
+    wait_ready(daemon, "keep", "web", True)
+    pause, uid = daemon.pause_pid("keep"), get_pod(daemon, "keep")["metadata"]["uid"]
+    live = f'container="web",namespace="default",pod="keep",pod_uid="{uid}",probe_type="Liveness"'
+    total = f'prober_probe_total{{{live},result="successful"}}'
+
+    def liveness_probes() -> int:
+        lines = daemon.get_text("/metrics/probes").splitlines()
+        return next((int(float(line.rsplit(" ", 1)[1])) for line in lines if line.startswith(total + " ")), 0)
+
+    daemon.wait_for(lambda: liveness_probes() >= 1, 15, "the first liveness probe after the initial delay")
+    time.sleep(10.5)  # older than the 10 s restart grace
+    since = ready_since(get_pod(daemon, "keep"))
+    daemon.stop()
+    daemon.start()
+    restarted = time.monotonic()
+    readiness_seen, first_liveness = set(), None
+    while time.monotonic() - restarted < 6 and (first_liveness is None or time.monotonic() - restarted < 3):
+        pod = daemon.pod("keep")
+        if pod is not None and pod["status"].get("containerStatuses"):
+            readiness_seen.add(status_of(pod, "web")["ready"])
+        if first_liveness is None and liveness_probes() >= 1:
+            first_liveness = time.monotonic() - restarted
+        time.sleep(0.05)
+    assert readiness_seen == {True}, "the pod went NotReady across the daemon restart"
+    assert ready_since(get_pod(daemon, "keep")) == since, "Ready changed (lastTransitionTime) across the restart"
+    # jitter below one period (1 s), then at once: the 5 s initial delay is not served again
+    assert first_liveness is not None and first_liveness < 3, first_liveness
+    pod = get_pod(daemon, "keep")
+    assert daemon.pause_pid("keep") == pause and status_of(pod, "web")["restartCount"] == 0
+    assert not events(daemon, "keep", "Killing")
+
+
+def ready_since(pod: dict[str, Any]) -> str:
+    return str(next(c["lastTransitionTime"] for c in pod["status"]["conditions"] if c["type"] == "Ready"))

@@ -580,3 +580,34 @@ async def test_triggered_probes_are_not_counted_as_late(clock: FakeClock, view: 
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+@pytest.mark.parametrize("was_ready", [True, False])
+async def test_readiness_of_an_adopted_container_keeps_its_state(clock: FakeClock, was_ready: bool) -> None:
+    """After a daemon restart a container older than the restart grace keeps its ready state as the first result,
+    so a restart does not flip Ready pods to NotReady (the kubelet keeps Ready across its restart)."""
+    view = FakeView()
+    view.containers["app"] = ContainerView(True, "c1", WALL0, True, True, was_ready)
+    runner = Script(clock, delay=5.0)  # the first probe is still running when we look
+    w = ProbeWorker(view, CONTAINER, R, probe(), runner, clock=clock, keep_ready_before=WALL0 + 1)
+    task = asyncio.get_running_loop().create_task(w.run())
+    try:
+        await clock.advance(1)
+        assert view.published() == [ProbeResult.SUCCESS if was_ready else ProbeResult.FAILURE]
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_readiness_of_a_young_container_starts_failed(clock: FakeClock) -> None:
+    view = FakeView()
+    view.containers["app"] = ContainerView(True, "c1", WALL0 + 2, True, True, True)  # started within the grace
+    runner = Script(clock, delay=5.0)
+    w = ProbeWorker(view, CONTAINER, R, probe(), runner, clock=clock, keep_ready_before=WALL0 + 1)
+    task = asyncio.get_running_loop().create_task(w.run())
+    try:
+        await clock.advance(1)
+        assert view.published() == [ProbeResult.FAILURE]
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
