@@ -15,7 +15,6 @@ Traffic goes only to loopback and to pod IPs on the benchmark's own bridge.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import shutil
@@ -31,7 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from minikubelet.network.bridge import veth_name_for  # noqa: E402
-from tests.harness import BUSYBOX, alive, http_get, pod_yaml, running_daemon, www_root  # noqa: E402
+from tests.harness import BUSYBOX, BenchDaemon, alive, http_get, pod_yaml  # noqa: E402
 
 
 def pct(values: list[float], q: float) -> float:
@@ -70,28 +69,18 @@ def httpd_pod(name: str, www: Path) -> str:
                             "command": [BUSYBOX, "httpd", "-f", "-p", "8080", "-h", str(www)]}])
 
 
-class Bench:
+class Bench(BenchDaemon):
     def __init__(self, runs: int, vs_podman: bool) -> None:
+        super().__init__("bench0")
         self.runs = runs
         self.vs_podman = vs_podman
-        self.root = www_root("mk-bench-")
-        self.www = self.root / "www"
-        self.results: dict[str, Any] = {}
-        self._cleanup = contextlib.ExitStack()
-        self._cleanup.callback(shutil.rmtree, self.root, ignore_errors=True)
-
-    def __enter__(self) -> Bench:
-        with self._cleanup as cleanup:  # a daemon that did not come up leaves nothing either
-            self.daemon = cleanup.enter_context(running_daemon("bench0"))
-            self._cleanup = cleanup.pop_all()
-        return self
 
     def __exit__(self, *exc: object) -> None:
         if self.vs_podman and shutil.which("podman"):
             from scripts.podman_peer import cleanup
 
             cleanup()
-        self._cleanup.close()  # stop, reset and check the daemon left nothing (running_daemon), remove the root
+        super().__exit__(*exc)
 
     def pod_ip(self, name: str) -> str:
         p = self.daemon.pod(name)

@@ -11,11 +11,9 @@ Traffic goes only to loopback and to pod IPs on the benchmark's own bridge (a /2
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
-import shutil
 import statistics
 import sys
 import time
@@ -27,7 +25,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.harness import BUSYBOX, http_get, pod_yaml, running_daemon, www_root  # noqa: E402
+from tests.harness import BUSYBOX, BenchDaemon, http_get, pod_yaml  # noqa: E402
 
 LOG_TS = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3}) ")
 
@@ -90,23 +88,10 @@ def log_time(line: str) -> float:
     return time.mktime(time.strptime(m.group(1), "%Y-%m-%d %H:%M:%S")) + int(m.group(2)) / 1000
 
 
-class ProbeBench:
+class ProbeBench(BenchDaemon):
     def __init__(self, runs: int) -> None:
+        super().__init__("bprb", cidr_prefix=22)  # a /22: room for 500 pods
         self.runs = runs
-        self.root = www_root("mk-bench-probes-")
-        self.www = self.root / "www"
-        self.results: dict[str, Any] = {}
-        self._cleanup = contextlib.ExitStack()
-        self._cleanup.callback(shutil.rmtree, self.root, ignore_errors=True)
-
-    def __enter__(self) -> ProbeBench:
-        with self._cleanup as cleanup:  # a daemon that did not come up leaves nothing either
-            self.daemon = cleanup.enter_context(running_daemon("bprb", cidr_prefix=22))
-            self._cleanup = cleanup.pop_all()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._cleanup.close()  # stop, reset and check the daemon left nothing (running_daemon), remove the root
 
     def debug_probes(self) -> dict[str, Any] | None:
         """``GET /debug/probes`` as JSON, or None (with a note) when the daemon does not serve it."""

@@ -21,7 +21,7 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 REPO = Path(__file__).resolve().parents[1]
 MINIKUBELET = [sys.executable, "-m", "minikubelet"]
@@ -255,6 +255,28 @@ def www_root(prefix: str) -> Path:
     (root / "www").mkdir(mode=0o755)
     (root / "www" / "index.html").write_text("ok\n")
     return root
+
+
+class BenchDaemon:
+    """A benchmark's scratch root (``www`` for busybox httpd pods) and a daemon started on enter; on exit, also when
+    the start failed, the daemon is stopped, reset and checked for leftovers (running_daemon) and the root removed."""
+
+    def __init__(self, run_id: str, cidr_prefix: int = 24) -> None:
+        self.root = www_root(f"mk-bench-{run_id}-")
+        self.www = self.root / "www"
+        self.results: dict[str, Any] = {}
+        self._run_id, self._cidr_prefix = run_id, cidr_prefix
+        self._cleanup = contextlib.ExitStack()
+        self._cleanup.callback(shutil.rmtree, self.root, ignore_errors=True)
+
+    def __enter__(self) -> Self:
+        with self._cleanup as cleanup:
+            self.daemon = cleanup.enter_context(running_daemon(self._run_id, cidr_prefix=self._cidr_prefix))
+            self._cleanup = cleanup.pop_all()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._cleanup.close()
 
 
 def alive(pid: int) -> bool:
