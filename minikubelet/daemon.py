@@ -20,6 +20,8 @@ from minikubelet.api.app import ApiServer
 from minikubelet.errors import MinikubeletError
 from minikubelet.events import EventRecorder
 from minikubelet.kubeconfig import setup_access
+from minikubelet.manifests.sources import FileSource, PodUpdate
+from minikubelet.manifests.store import ManifestStore
 from minikubelet.network.bridge import BridgeNetwork
 from minikubelet.network.ipam import Ipam
 from minikubelet.node import Node
@@ -30,8 +32,6 @@ from minikubelet.runtime.linux import LinuxRuntime
 from minikubelet.runtime.pausebin import find_pause_binary
 from minikubelet.runtime.zygote import Zygote
 from minikubelet.settings import Settings
-from minikubelet.sources import FileSource, PodUpdate
-from minikubelet.store import ManifestStore
 
 log = logging.getLogger(__name__)
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import yaml
 
 from minikubelet.errors import MinikubeletError
+from minikubelet.manifests.store import write_atomic
 from minikubelet.settings import Settings
-from minikubelet.store import write_atomic
 
 log = logging.getLogger(__name__)
 

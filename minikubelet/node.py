@@ -18,9 +18,9 @@ from typing import Any
 import psutil
 
 from minikubelet import __version__
+from minikubelet.manifests.store import write_atomic
 from minikubelet.podspec import Pod
 from minikubelet.status import rfc3339
-from minikubelet.store import write_atomic
 
 log = logging.getLogger(__name__)
 

@@ -14,10 +14,10 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from minikubelet.manifests.sources import PodUpdate, UpdateOp
 from minikubelet.podspec import Container, Pod, PodSpec
 from minikubelet.podworker import PodWorker, WorkerContext
 from minikubelet.runtime.linux import Sandbox
-from minikubelet.sources import PodUpdate, UpdateOp
 
 log = logging.getLogger(__name__)
 

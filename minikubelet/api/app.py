@@ -27,11 +27,11 @@ from minikubelet.api.metrics import Sampler
 from minikubelet.api.pods import check_name, check_namespace
 from minikubelet.api.watch import WatchHub
 from minikubelet.events import EventRecorder
+from minikubelet.manifests.store import ManifestStore
 from minikubelet.node import Node
 from minikubelet.podspec import Pod
 from minikubelet.podworker import PodWorker
 from minikubelet.probe.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from minikubelet.store import ManifestStore
 
 log = logging.getLogger(__name__)
 

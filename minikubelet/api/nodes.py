@@ -25,7 +25,7 @@ from minikubelet.api.pods import (
 )
 from minikubelet.api.selectors import FieldMatcher, LabelMatcher, field_selector, label_selector
 from minikubelet.api.tables import NODE_COLUMNS, node_row, table
-from minikubelet.validation import validate_labels
+from minikubelet.manifests.validation import validate_labels
 
 if TYPE_CHECKING:
     from minikubelet.api.app import ApiServer

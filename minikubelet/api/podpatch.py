@@ -44,8 +44,8 @@ from minikubelet.api.pods import (
     validated_pod,
     wait_for_worker,
 )
+from minikubelet.manifests.store import SERVER_ANNOTATIONS, SERVER_METADATA, StoreError, clean_document
 from minikubelet.podworker import PodWorker
-from minikubelet.store import SERVER_ANNOTATIONS, SERVER_METADATA, StoreError, clean_document
 
 if TYPE_CHECKING:
     from minikubelet.api.app import ApiServer

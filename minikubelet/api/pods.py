@@ -32,11 +32,11 @@ from minikubelet.api.errors import (
 from minikubelet.api.selectors import FieldMatcher, LabelMatcher, field_selector, label_selector
 from minikubelet.api.tables import POD_COLUMNS, TABLE_CONTENT_TYPE, pod_row, table
 from minikubelet.errors import ManifestError
-from minikubelet.manifest import pod_from_dict
+from minikubelet.manifests.manifest import pod_from_dict
+from minikubelet.manifests.store import StoreError, clean_document
+from minikubelet.manifests.validation import is_dns1123_label, is_dns1123_subdomain
 from minikubelet.podspec import Pod
 from minikubelet.podworker import PodWorker
-from minikubelet.store import StoreError, clean_document
-from minikubelet.validation import is_dns1123_label, is_dns1123_subdomain
 
 if TYPE_CHECKING:
     from minikubelet.api.app import ApiServer

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from minikubelet import manifest, sources
-from minikubelet.sources import FileSource, PodUpdate, UpdateOp
+from minikubelet.manifests import manifest, sources
+from minikubelet.manifests.sources import FileSource, PodUpdate, UpdateOp
 from tests.unit.test_sources import NODE, drain, ops, pod_yaml, write
 
 pytestmark = pytest.mark.root
@@ -73,7 +73,7 @@ async def test_in_place_write_is_read_once_complete(
     path = mdir / "web.yaml"
     text = pod_yaml("web", labels={"app": "web"})
     old_umask = os.umask(0o022)
-    with caplog.at_level(logging.WARNING, logger="minikubelet.sources"):
+    with caplog.at_level(logging.WARNING, logger="minikubelet.manifests.sources"):
         t0 = time.monotonic()
         with open(path, "w") as f:  # umask 022 → 0644; IN_CREATE now, IN_CLOSE_WRITE at the end
             half = len(text) // 2

@@ -9,8 +9,8 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from minikubelet.api.app import ApiServer
 from minikubelet.events import EventRecorder
+from minikubelet.manifests.store import ManifestStore
 from minikubelet.node import Node
-from minikubelet.store import ManifestStore
 
 TOKEN = "t" * 40
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

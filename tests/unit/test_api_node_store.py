@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from minikubelet import yamledit
 from minikubelet.cli import main
+from minikubelet.manifests import yamledit
+from minikubelet.manifests.store import ManifestStore, clean_document
 from minikubelet.node import Node, go_arch
 from minikubelet.podspec import Container, Pod, PodSpec
-from minikubelet.store import ManifestStore, clean_document
 
 
 def selector_pod(**selector: str) -> Pod:

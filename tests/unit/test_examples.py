@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from minikubelet.manifest import load_pods
+from minikubelet.manifests.manifest import load_pods
 
 EXAMPLES = sorted(
     p for p in (Path(__file__).resolve().parents[2] / "examples").iterdir() if p.suffix in (".yaml", ".yml", ".json")

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from minikubelet.errors import ManifestError
-from minikubelet.manifest import MAX_MANIFEST_BYTES, load_pods, pod_from_dict, pod_uid
+from minikubelet.manifests.manifest import MAX_MANIFEST_BYTES, load_pods, pod_from_dict, pod_uid
 from minikubelet.podspec import ContainerPort, EnvVar, HTTPHeader, Pod, Probe, RestartPolicy
 
 DATA = Path(__file__).resolve().parent.parent / "data"

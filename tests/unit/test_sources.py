@@ -22,10 +22,10 @@ from unittest.mock import Mock
 import pytest
 import yaml
 
-from minikubelet import inotify, manifest, sources
 from minikubelet.errors import ManifestError
+from minikubelet.manifests import inotify, manifest, sources
+from minikubelet.manifests.sources import FileSource, PodUpdate
 from minikubelet.podspec import Container, Pod, PodSpec
-from minikubelet.sources import FileSource, PodUpdate
 
 NODE = "node1"
 Q = asyncio.Queue[PodUpdate]
@@ -184,7 +184,7 @@ async def test_invalid_edit_keeps_pods_and_fix_applies(
     write(mdir, "other.yaml", pod_yaml("other"))
     source = await make_source()
     uids = {key: uid for _, key, uid in drain(queue)}
-    with caplog.at_level(logging.WARNING, logger="minikubelet.sources"):
+    with caplog.at_level(logging.WARNING, logger="minikubelet.manifests.sources"):
         write(mdir, "web.yaml", "kind: Pod\nmetadata: {}\n")
         await source.rescan()
         await source.rescan()  # the safety-net rescan must not drop the pod either

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from minikubelet import validation as v
+from minikubelet.manifests import validation as v
 
 SUBDOMAIN_MSG = (
     "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start "

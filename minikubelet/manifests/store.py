@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from minikubelet import yamledit
+from minikubelet.manifests import yamledit
 
 log = logging.getLogger(__name__)
 

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
-from minikubelet import inotify
 from minikubelet.errors import ManifestError
-from minikubelet.manifest import MAX_MANIFEST_BYTES, load_pods
+from minikubelet.manifests import inotify
+from minikubelet.manifests.manifest import MAX_MANIFEST_BYTES, load_pods
 from minikubelet.podspec import Pod
 
 log = logging.getLogger(__name__)

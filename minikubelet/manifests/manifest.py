@@ -42,10 +42,10 @@ from typing import Any
 
 import yaml
 
-from .errors import ManifestError
-from .podspec import Container, ContainerPort, EnvVar, HTTPHeader, Pod, PodSpec, Probe, RestartPolicy
-from .schema import POD, TypeChecker
-from .validation import fmt_value, invalid, required, validate_pod
+from minikubelet.errors import ManifestError
+from minikubelet.manifests.schema import POD, TypeChecker
+from minikubelet.manifests.validation import fmt_value, invalid, required, validate_pod
+from minikubelet.podspec import Container, ContainerPort, EnvVar, HTTPHeader, Pod, PodSpec, Probe, RestartPolicy
 
 try:
     from yaml import CSafeLoader as _Loader

@@ -16,7 +16,7 @@ import datetime
 import difflib
 from typing import Any, NamedTuple, TypeAlias
 
-from .validation import fmt_value, forbidden, invalid
+from minikubelet.manifests.validation import fmt_value, forbidden, invalid
 
 
 class Rejected(NamedTuple):
