@@ -25,8 +25,8 @@ from minikubelet.manifests.store import ManifestStore
 from minikubelet.network.bridge import BridgeNetwork
 from minikubelet.network.ipam import Ipam
 from minikubelet.node import Node
-from minikubelet.podmanager import PodManager
-from minikubelet.podworker import PodWorker, WorkerContext
+from minikubelet.pod.manager import PodManager
+from minikubelet.pod.worker import PodWorker, WorkerContext
 from minikubelet.probe.manager import ProbeManager
 from minikubelet.runtime.linux import LinuxRuntime
 from minikubelet.runtime.pausebin import find_pause_binary

@@ -19,8 +19,8 @@ import psutil
 
 from minikubelet import __version__
 from minikubelet.manifests.store import write_atomic
-from minikubelet.podspec import Pod
-from minikubelet.status import rfc3339
+from minikubelet.pod.spec import Pod
+from minikubelet.pod.status import rfc3339
 
 log = logging.getLogger(__name__)
 

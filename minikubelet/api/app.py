@@ -29,8 +29,8 @@ from minikubelet.api.watch import WatchHub
 from minikubelet.events import EventRecorder
 from minikubelet.manifests.store import ManifestStore
 from minikubelet.node import Node
-from minikubelet.podspec import Pod
-from minikubelet.podworker import PodWorker
+from minikubelet.pod.spec import Pod
+from minikubelet.pod.worker import PodWorker
 from minikubelet.probe.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 
 log = logging.getLogger(__name__)

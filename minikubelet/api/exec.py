@@ -30,7 +30,7 @@ from minikubelet.runtime.proc import ProcessHandle
 
 if TYPE_CHECKING:
     from minikubelet.api.app import ApiServer
-    from minikubelet.podworker import PodWorker
+    from minikubelet.pod.worker import PodWorker
 
 log = logging.getLogger(__name__)
 

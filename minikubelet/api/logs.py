@@ -20,11 +20,11 @@ from typing import TYPE_CHECKING, BinaryIO
 from aiohttp import web
 
 from minikubelet.api.errors import not_found, status
-from minikubelet.status import State
+from minikubelet.pod.status import State
 
 if TYPE_CHECKING:
     from minikubelet.api.app import ApiServer
-    from minikubelet.podworker import PodWorker
+    from minikubelet.pod.worker import PodWorker
 
 log = logging.getLogger(__name__)
 

@@ -20,12 +20,12 @@ from aiohttp import web
 from minikubelet.api.errors import not_found_error
 from minikubelet.api.pods import check_namespace
 from minikubelet.api.selectors import label_selector
+from minikubelet.pod.status import State, rfc3339
 from minikubelet.runtime.proc import start_time
-from minikubelet.status import State, rfc3339
 
 if TYPE_CHECKING:
     from minikubelet.api.app import ApiServer
-    from minikubelet.podworker import PodWorker
+    from minikubelet.pod.worker import PodWorker
 
 __all__ = [
     "GROUP_VERSION", "Sampler", "aggregated_group", "group", "list_node_metrics", "list_pod_metrics", "resource_list",

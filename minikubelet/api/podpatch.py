@@ -45,7 +45,7 @@ from minikubelet.api.pods import (
     wait_for_worker,
 )
 from minikubelet.manifests.store import SERVER_ANNOTATIONS, SERVER_METADATA, StoreError, clean_document
-from minikubelet.podworker import PodWorker
+from minikubelet.pod.worker import PodWorker
 
 if TYPE_CHECKING:
     from minikubelet.api.app import ApiServer

@@ -35,8 +35,8 @@ from minikubelet.errors import ManifestError
 from minikubelet.manifests.manifest import pod_from_dict
 from minikubelet.manifests.store import StoreError, clean_document
 from minikubelet.manifests.validation import is_dns1123_label, is_dns1123_subdomain
-from minikubelet.podspec import Pod
-from minikubelet.podworker import PodWorker
+from minikubelet.pod.spec import Pod
+from minikubelet.pod.worker import PodWorker
 
 if TYPE_CHECKING:
     from minikubelet.api.app import ApiServer

@@ -31,7 +31,7 @@ from minikubelet.errors import MinikubeletError
 
 if TYPE_CHECKING:
     from minikubelet.api.app import ApiServer
-    from minikubelet.podworker import PodWorker
+    from minikubelet.pod.worker import PodWorker
 
 log = logging.getLogger(__name__)
 

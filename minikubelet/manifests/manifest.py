@@ -45,7 +45,7 @@ import yaml
 from minikubelet.errors import ManifestError
 from minikubelet.manifests.schema import POD, TypeChecker
 from minikubelet.manifests.validation import fmt_value, invalid, required, validate_pod
-from minikubelet.podspec import Container, ContainerPort, EnvVar, HTTPHeader, Pod, PodSpec, Probe, RestartPolicy
+from minikubelet.pod.spec import Container, ContainerPort, EnvVar, HTTPHeader, Pod, PodSpec, Probe, RestartPolicy
 
 try:
     from yaml import CSafeLoader as _Loader

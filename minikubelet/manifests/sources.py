@@ -20,7 +20,7 @@ from pathlib import Path
 from minikubelet.errors import ManifestError
 from minikubelet.manifests import inotify
 from minikubelet.manifests.manifest import MAX_MANIFEST_BYTES, load_pods
-from minikubelet.podspec import Pod
+from minikubelet.pod.spec import Pod
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
 
-from minikubelet.podspec import ProbeKind
+from minikubelet.pod.spec import ProbeKind
 
 __all__ = ["ContainerView", "PodView", "ProbeKind", "ProbeResult"]
 

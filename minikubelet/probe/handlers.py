@@ -28,9 +28,9 @@ from aiohttp.http_parser import RawResponseMessage
 from aiohttp.streams import StreamReader
 from yarl import URL
 
-from minikubelet.containerenv import expand
 from minikubelet.errors import MinikubeletError
-from minikubelet.podspec import Container, Probe
+from minikubelet.pod.env import expand
+from minikubelet.pod.spec import Container, Probe
 from minikubelet.probe import PodView, ProbeResult
 
 __all__ = [

@@ -14,7 +14,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from minikubelet.podspec import Container, Pod, Probe, ProbeKind
+from minikubelet.pod.spec import Container, Pod, Probe, ProbeKind
 from minikubelet.probe import PodView, ProbeResult
 from minikubelet.probe.handlers import Outcome, exec_probe, http_get, tcp_socket
 from minikubelet.probe.metrics import ProbeMetrics, Series

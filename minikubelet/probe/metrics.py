@@ -15,7 +15,7 @@ import math
 import time
 from dataclasses import dataclass, field
 
-from minikubelet.podspec import ProbeKind
+from minikubelet.pod.spec import ProbeKind
 from minikubelet.probe import ProbeResult
 
 __all__ = ["BUCKETS", "CONTENT_TYPE", "ProbeMetrics", "Series"]

@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
-from minikubelet.podspec import Container, Probe, ProbeKind
+from minikubelet.pod.spec import Container, Probe, ProbeKind
 from minikubelet.probe import ContainerView, PodView, ProbeResult
 from minikubelet.probe.handlers import Outcome
 

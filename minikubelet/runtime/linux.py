@@ -21,7 +21,7 @@ from minikubelet.errors import ContainerStartError, NetworkError, SandboxError
 from minikubelet.network.bridge import BridgeNetwork
 from minikubelet.network.ipam import Ipam
 from minikubelet.network.neigh import ArpCapacity
-from minikubelet.podspec import Pod
+from minikubelet.pod.spec import Pod
 from minikubelet.runtime.proc import ProcessHandle, is_alive, open_pidfd
 from minikubelet.runtime.zygote import Zygote, close_fds
 

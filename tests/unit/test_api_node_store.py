@@ -12,7 +12,7 @@ from minikubelet.cli import main
 from minikubelet.manifests import yamledit
 from minikubelet.manifests.store import ManifestStore, clean_document
 from minikubelet.node import Node, go_arch
-from minikubelet.podspec import Container, Pod, PodSpec
+from minikubelet.pod.spec import Container, Pod, PodSpec
 
 
 def selector_pod(**selector: str) -> Pod:

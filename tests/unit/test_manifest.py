@@ -12,7 +12,7 @@ import pytest
 
 from minikubelet.errors import ManifestError
 from minikubelet.manifests.manifest import MAX_MANIFEST_BYTES, load_pods, pod_from_dict, pod_uid
-from minikubelet.podspec import ContainerPort, EnvVar, HTTPHeader, Pod, Probe, RestartPolicy
+from minikubelet.pod.spec import ContainerPort, EnvVar, HTTPHeader, Pod, Probe, RestartPolicy
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 GOOD = DATA / "good-manifests"

@@ -16,7 +16,7 @@ import pytest
 from aiohttp import web
 
 from minikubelet.errors import MinikubeletError
-from minikubelet.podspec import Container, ContainerPort, EnvVar, HTTPHeader, Probe, ProbeKind
+from minikubelet.pod.spec import Container, ContainerPort, EnvVar, HTTPHeader, Probe, ProbeKind
 from minikubelet.probe import ContainerView, ProbeResult, handlers
 from minikubelet.probe.handlers import MAX_BODY, USER_AGENT, Outcome, exec_probe, http_get, resolve_port, tcp_socket
 from tests.conftest import free_port

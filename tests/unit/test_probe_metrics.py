@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from minikubelet.podspec import ProbeKind
+from minikubelet.pod.spec import ProbeKind
 from minikubelet.probe import ProbeResult
 from minikubelet.probe.metrics import ProbeMetrics, Series
 

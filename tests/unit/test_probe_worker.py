@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 
 import pytest
 
-from minikubelet.podspec import Container, Pod, PodSpec, Probe, ProbeKind
+from minikubelet.pod.spec import Container, Pod, PodSpec, Probe, ProbeKind
 from minikubelet.probe import ContainerView, PodView, ProbeResult
 from minikubelet.probe import worker as worker_mod
 from minikubelet.probe.handlers import Outcome

@@ -25,7 +25,7 @@ import yaml
 from minikubelet.errors import ManifestError
 from minikubelet.manifests import inotify, manifest, sources
 from minikubelet.manifests.sources import FileSource, PodUpdate
-from minikubelet.podspec import Container, Pod, PodSpec
+from minikubelet.pod.spec import Container, Pod, PodSpec
 
 NODE = "node1"
 Q = asyncio.Queue[PodUpdate]

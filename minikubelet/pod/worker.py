@@ -19,16 +19,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from minikubelet import podapi, podexec, podrecord
-from minikubelet.backoff import Backoff, go_duration
-from minikubelet.containerenv import build_argv, build_env
 from minikubelet.errors import ContainerStartError, MinikubeletError
 from minikubelet.events import EventRecorder
-from minikubelet.podspec import Container, Pod, ProbeKind, RestartPolicy
-from minikubelet.probe import ContainerView, PodView, ProbeResult
-from minikubelet.runtime.linux import LinuxRuntime, Sandbox
-from minikubelet.runtime.proc import ProcessHandle
-from minikubelet.status import (
+from minikubelet.pod import apiview as podapi
+from minikubelet.pod import exec as podexec
+from minikubelet.pod import record as podrecord
+from minikubelet.pod.backoff import Backoff, go_duration
+from minikubelet.pod.env import build_argv, build_env
+from minikubelet.pod.spec import Container, Pod, ProbeKind, RestartPolicy
+from minikubelet.pod.status import (
     ContainerRecord,
     PodConditions,
     PodPhase,
@@ -38,6 +37,9 @@ from minikubelet.status import (
     container_id,
     should_restart,
 )
+from minikubelet.probe import ContainerView, PodView, ProbeResult
+from minikubelet.runtime.linux import LinuxRuntime, Sandbox
+from minikubelet.runtime.proc import ProcessHandle
 
 log = logging.getLogger(__name__)
 

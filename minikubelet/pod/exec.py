@@ -7,13 +7,13 @@ import itertools
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from minikubelet.containerenv import build_env
 from minikubelet.errors import MinikubeletError
-from minikubelet.podspec import Container
-from minikubelet.status import ContainerRecord, State
+from minikubelet.pod.env import build_env
+from minikubelet.pod.spec import Container
+from minikubelet.pod.status import ContainerRecord, State
 
 if TYPE_CHECKING:
-    from minikubelet.podworker import PodWorker
+    from minikubelet.pod.worker import PodWorker
 
 _records = itertools.count(1)
 

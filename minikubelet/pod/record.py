@@ -12,12 +12,12 @@ import os
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
+from minikubelet.pod.status import ContainerRecord, State
 from minikubelet.runtime.linux import Sandbox
 from minikubelet.runtime.proc import is_alive
-from minikubelet.status import ContainerRecord, State
 
 if TYPE_CHECKING:
-    from minikubelet.podworker import PodWorker
+    from minikubelet.pod.worker import PodWorker
 
 log = logging.getLogger(__name__)
 

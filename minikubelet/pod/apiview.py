@@ -6,10 +6,10 @@ import json
 import time
 from typing import TYPE_CHECKING, Any
 
-from minikubelet.status import PodPhase, conditions, rfc3339
+from minikubelet.pod.status import PodPhase, conditions, rfc3339
 
 if TYPE_CHECKING:
-    from minikubelet.podworker import PodWorker
+    from minikubelet.pod.worker import PodWorker
 
 
 def pod_to_api(w: PodWorker) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from minikubelet.podspec import Container, Pod, RestartPolicy
+from minikubelet.pod.spec import Container, Pod, RestartPolicy
 
 
 class State(StrEnum):

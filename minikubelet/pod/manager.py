@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from minikubelet.manifests.sources import PodUpdate, UpdateOp
-from minikubelet.podspec import Container, Pod, PodSpec
-from minikubelet.podworker import PodWorker, WorkerContext
+from minikubelet.pod.spec import Container, Pod, PodSpec
+from minikubelet.pod.worker import PodWorker, WorkerContext
 from minikubelet.runtime.linux import Sandbox
 
 log = logging.getLogger(__name__)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from minikubelet.podspec import Container, Pod
+from minikubelet.pod.spec import Container, Pod
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _REF = re.compile(r"\$\$|\$\(([-._a-zA-Z][-._a-zA-Z0-9]*)\)")
