@@ -12,7 +12,7 @@ from pathlib import Path
 
 from minikubelet import __version__
 from minikubelet.errors import MinikubeletError
-from minikubelet.kubeconfig import is_loopback, kubeconfig_path
+from minikubelet.node.kubeconfig import is_loopback, kubeconfig_path
 from minikubelet.settings import Settings, parse_listen
 
 log = logging.getLogger("minikubelet")

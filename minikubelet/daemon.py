@@ -19,12 +19,12 @@ import psutil
 from minikubelet.api.app import ApiServer
 from minikubelet.errors import MinikubeletError
 from minikubelet.events import EventRecorder
-from minikubelet.kubeconfig import setup_access
 from minikubelet.manifests.sources import FileSource, PodUpdate
 from minikubelet.manifests.store import ManifestStore
 from minikubelet.network.bridge import BridgeNetwork
 from minikubelet.network.ipam import Ipam
-from minikubelet.node import Node
+from minikubelet.node.kubeconfig import setup_access
+from minikubelet.node.node import Node
 from minikubelet.pod.manager import PodManager
 from minikubelet.pod.worker import PodWorker, WorkerContext
 from minikubelet.probe.manager import ProbeManager

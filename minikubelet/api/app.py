@@ -28,7 +28,7 @@ from minikubelet.api.pods import check_name, check_namespace
 from minikubelet.api.watch import WatchHub
 from minikubelet.events import EventRecorder
 from minikubelet.manifests.store import ManifestStore
-from minikubelet.node import Node
+from minikubelet.node.node import Node
 from minikubelet.pod.spec import Pod
 from minikubelet.pod.worker import PodWorker
 from minikubelet.probe.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE

@@ -10,7 +10,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from minikubelet.api.app import ApiServer
 from minikubelet.events import EventRecorder
 from minikubelet.manifests.store import ManifestStore
-from minikubelet.node import Node
+from minikubelet.node.node import Node
 
 TOKEN = "t" * 40
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

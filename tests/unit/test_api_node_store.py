@@ -11,7 +11,7 @@ import yaml
 from minikubelet.cli import main
 from minikubelet.manifests import yamledit
 from minikubelet.manifests.store import ManifestStore, clean_document
-from minikubelet.node import Node, go_arch
+from minikubelet.node.node import Node, go_arch
 from minikubelet.pod.spec import Container, Pod, PodSpec
 
 
