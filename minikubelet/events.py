@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from minikubelet.pod.status import rfc3339
+from minikubelet.timefmt import rfc3339
 
 log = logging.getLogger(__name__)
 

@@ -20,8 +20,9 @@ from aiohttp import web
 from minikubelet.api.errors import not_found_error
 from minikubelet.api.pods import check_namespace
 from minikubelet.api.selectors import label_selector
-from minikubelet.pod.status import State, rfc3339
+from minikubelet.pod.status import State
 from minikubelet.runtime.proc import start_time
+from minikubelet.timefmt import rfc3339
 
 if TYPE_CHECKING:
     from minikubelet.api.app import ApiServer

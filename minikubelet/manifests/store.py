@@ -17,12 +17,12 @@ import json
 import logging
 import os
 import stat
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from minikubelet.fileio import write_atomic
 from minikubelet.manifests import yamledit
 
 log = logging.getLogger(__name__)
@@ -36,28 +36,6 @@ MAX_FILENAME = 255
 
 class StoreError(Exception):
     """The manifest file cannot be read or rewritten (message says which file and why)."""
-
-
-def write_atomic(path: Path, data: bytes, mode: int) -> None:
-    """Temp file in the same directory, chmod, fsync, rename: readers see the old or the new file, never half."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            os.fchmod(f.fileno(), mode)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    with contextlib.suppress(OSError):
-        dfd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
 
 
 def clean_document(obj: dict[str, Any]) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from pathlib import Path
 import yaml
 
 from minikubelet.errors import MinikubeletError
-from minikubelet.manifests.store import write_atomic
+from minikubelet.fileio import write_atomic
 from minikubelet.settings import Settings
 
 log = logging.getLogger(__name__)

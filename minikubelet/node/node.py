@@ -18,9 +18,9 @@ from typing import Any
 import psutil
 
 from minikubelet import __version__
-from minikubelet.manifests.store import write_atomic
+from minikubelet.fileio import write_atomic
 from minikubelet.pod.spec import Pod
-from minikubelet.pod.status import rfc3339
+from minikubelet.timefmt import rfc3339
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,8 @@ import json
 import time
 from typing import TYPE_CHECKING, Any
 
-from minikubelet.pod.status import PodPhase, conditions, rfc3339
+from minikubelet.pod.status import PodPhase, conditions
+from minikubelet.timefmt import rfc3339
 
 if TYPE_CHECKING:
     from minikubelet.pod.worker import PodWorker

@@ -61,15 +61,3 @@ class Backoff:
 
     def load(self, data: dict[str, list[float]]) -> None:
         self._entries = {k: _Entry(float(v[0]), float(v[1])) for k, v in data.items()}
-
-
-def go_duration(seconds: float) -> str:
-    """Format like Go's time.Duration.String() for whole seconds: 10s, 5m0s, 1h0m0s."""
-    s = int(seconds)
-    if s < 60:
-        return f"{s}s"
-    m, s = divmod(s, 60)
-    if m < 60:
-        return f"{m}m{s}s"
-    h, m = divmod(m, 60)
-    return f"{h}h{m}m{s}s"

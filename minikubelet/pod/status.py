@@ -7,12 +7,12 @@ v1 status dicts the API serves (kubelet ``getPhase`` and ``status/generate.go`` 
 from __future__ import annotations
 
 import hashlib
-import time
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
 from minikubelet.pod.spec import Container, Pod, RestartPolicy
+from minikubelet.timefmt import rfc3339
 
 
 class State(StrEnum):
@@ -26,12 +26,6 @@ class PodPhase(StrEnum):
     RUNNING = "Running"
     SUCCEEDED = "Succeeded"
     FAILED = "Failed"
-
-
-def rfc3339(ts: float | None) -> str | None:
-    if ts is None:
-        return None
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
 
 
 @dataclass(slots=True)

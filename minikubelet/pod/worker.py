@@ -24,7 +24,7 @@ from minikubelet.events import EventRecorder
 from minikubelet.pod import apiview as podapi
 from minikubelet.pod import exec as podexec
 from minikubelet.pod import record as podrecord
-from minikubelet.pod.backoff import Backoff, go_duration
+from minikubelet.pod.backoff import Backoff
 from minikubelet.pod.env import build_argv, build_env
 from minikubelet.pod.spec import Container, Pod, ProbeKind, RestartPolicy
 from minikubelet.pod.status import (
@@ -40,6 +40,7 @@ from minikubelet.pod.status import (
 from minikubelet.probe import ContainerView, PodView, ProbeResult
 from minikubelet.runtime.linux import LinuxRuntime, Sandbox
 from minikubelet.runtime.proc import ProcessHandle
+from minikubelet.timefmt import go_duration
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from minikubelet.api.tables import (
     pod_row,
     pod_status_cells,
 )
-from minikubelet.pod.status import rfc3339
+from minikubelet.timefmt import rfc3339
 
 NOW = 1_800_000_000.0
 
