@@ -25,6 +25,7 @@ from minikubelet.network.bridge import BridgeNetwork
 from minikubelet.network.ipam import Ipam
 from minikubelet.node.kubeconfig import setup_access
 from minikubelet.node.node import Node
+from minikubelet.pod.context import NodeFacts
 from minikubelet.pod.manager import PodManager
 from minikubelet.pod.worker import PodWorker, WorkerContext
 from minikubelet.probe.manager import ProbeManager
@@ -127,13 +128,12 @@ class Daemon:
         self.runtime.pause_bin = find_pause_binary()
         self.events = EventRecorder(self.next_version)
         node_ip = host_ip(s.bridge)
-        self.ctx = WorkerContext(self.runtime, self.events, s.node, node_ip, self.next_version,
-                                 changed=self._changed, removed=self._removed)
+        self.node = Node(s.node, s.data_dir, node_ip, on_labels_changed=lambda: self.manager.wake_all())
+        self.ctx = WorkerContext(self.runtime, self.events, NodeFacts(s.node, node_ip, self.node.admit),
+                                 self.next_version, changed=self._changed, removed=self._removed)
         self.updates: asyncio.Queue[PodUpdate] = asyncio.Queue()
         self.source = FileSource(s.manifests, s.node, self.updates, rescan_interval=s.rescan_interval)
         self.manager = PodManager(self.ctx, self.updates)
-        self.node = Node(s.node, s.data_dir, node_ip, on_labels_changed=self.manager.wake_all)
-        self.ctx.admit = self.node.admit
         self.probes = ProbeManager()
         self.ctx.probes = self.probes
         access = setup_access(s, node_ip)

@@ -14,7 +14,7 @@ from minikubelet.api.errors import bad_request
 from minikubelet.api.pods import read_object
 
 if TYPE_CHECKING:
-    from minikubelet.api.app import ApiServer
+    from minikubelet.api.context import ApiContext
 
 __all__ = ["USER", "access_review", "rules_review", "self_review"]
 
@@ -34,7 +34,7 @@ async def _body(request: web.Request, kind: str, api_version: str) -> dict[str, 
     return body
 
 
-async def access_review(server: ApiServer, request: web.Request) -> web.Response:
+async def access_review(server: ApiContext, request: web.Request) -> web.Response:
     body = await _body(request, "SelfSubjectAccessReview", "authorization.k8s.io/v1")
     spec = body.get("spec") if isinstance(body.get("spec"), dict) else {}
     return web.json_response({
@@ -43,14 +43,14 @@ async def access_review(server: ApiServer, request: web.Request) -> web.Response
         status=201)
 
 
-async def self_review(server: ApiServer, request: web.Request) -> web.Response:
+async def self_review(server: ApiContext, request: web.Request) -> web.Response:
     await _body(request, "SelfSubjectReview", "authentication.k8s.io/v1")
     return web.json_response({
         "kind": "SelfSubjectReview", "apiVersion": "authentication.k8s.io/v1", "metadata": {},
         "status": {"userInfo": {"username": USER, "groups": GROUPS}}}, status=201)
 
 
-async def rules_review(server: ApiServer, request: web.Request) -> web.Response:
+async def rules_review(server: ApiContext, request: web.Request) -> web.Response:
     """``kubectl auth can-i --list``: everything, everywhere."""
     body = await _body(request, "SelfSubjectRulesReview", "authorization.k8s.io/v1")
     spec = body.get("spec") if isinstance(body.get("spec"), dict) else {}

@@ -21,6 +21,7 @@ from minikubelet.api import access, discovery, metrics, nodes, podpatch
 from minikubelet.api import events as api_events
 from minikubelet.api import pods as api_pods
 from minikubelet.api.auth import auth_middleware
+from minikubelet.api.context import ApiContext
 from minikubelet.api.errors import ApiError, not_found, status
 from minikubelet.api.listener import DualListener
 from minikubelet.api.metrics import Sampler
@@ -38,7 +39,7 @@ log = logging.getLogger(__name__)
 MAX_BODY = 1024 * 1024
 SNAPSHOT_TTL = 1.0
 POD = "/api/v1/namespaces/{namespace}/pods/{name}"
-Route = Callable[["ApiServer", web.Request], Awaitable[web.StreamResponse]]
+Route = Callable[[ApiContext, web.Request], Awaitable[web.StreamResponse]]
 
 
 @web.middleware
@@ -149,7 +150,7 @@ class ApiServer:
     def _delegate(module: str) -> Route:
         """logs/exec live in their own modules (another owner); import them on first use."""
 
-        async def call(server: ApiServer, request: web.Request) -> web.StreamResponse:
+        async def call(server: ApiContext, request: web.Request) -> web.StreamResponse:
             check_namespace(request.match_info["namespace"])
             check_name("pod", request.match_info["name"])
             try:
@@ -206,7 +207,7 @@ class ApiServer:
                 and now - cached[2] < SNAPSHOT_TTL:
             return cached[3]
         pod = worker.to_api()
-        if not worker.admitted and any(c.get("type") == "PodScheduled" and c.get("status") == "False"
+        if not worker.state.admitted and any(c.get("type") == "PodScheduled" and c.get("status") == "False"
                                        for c in pod["status"].get("conditions") or []):
             pod["spec"].pop("nodeName", None)  # not scheduled yet: NODE shows <none>, as on a cluster
         self._cache[worker.pod.uid] = (worker.version, self.node.generation, now, pod)
@@ -224,7 +225,7 @@ class ApiServer:
         record FailedScheduling for a new pod whose nodeSelector does not match (as the scheduler would)."""
         for w in self._pods():
             if w.pod.uid not in self._known:
-                ok, _, message = (True, "", "") if w.admitted else self.node.admit(w.pod)
+                ok, _, message = (True, "", "") if w.state.admitted else self.node.admit(w.pod)
                 if not ok:
                     self.events.record(w.pod.namespace, w.pod.name, w.pod.uid, "Warning", "FailedScheduling",
                                        message)
@@ -294,7 +295,7 @@ class ApiServer:
         return web.json_response(self.manifest_errors())
 
 
-def _namespace(server: ApiServer, name: str) -> dict[str, Any]:
+def _namespace(server: ApiContext, name: str) -> dict[str, Any]:
     """Namespaces exist implicitly (any pod may name one); they are as old as the node."""
     created = server.node.to_api()["metadata"]["creationTimestamp"]
     return {"kind": "Namespace", "apiVersion": "v1", "metadata": {
@@ -303,12 +304,12 @@ def _namespace(server: ApiServer, name: str) -> dict[str, Any]:
         "status": {"phase": "Active"}}
 
 
-async def list_namespaces(server: ApiServer, request: web.Request) -> web.Response:
+async def list_namespaces(server: ApiContext, request: web.Request) -> web.Response:
     names = sorted({"default", *(w.pod.namespace for w in server.workers())})
     return web.json_response({"kind": "NamespaceList", "apiVersion": "v1",
                               "metadata": {"resourceVersion": str(server.version())},
                               "items": [_namespace(server, n) for n in names]})
 
 
-async def get_namespace(server: ApiServer, request: web.Request) -> web.Response:
+async def get_namespace(server: ApiContext, request: web.Request) -> web.Response:
     return web.json_response(_namespace(server, check_namespace(request.match_info["namespace"])))

@@ -14,14 +14,14 @@ from minikubelet.api.selectors import FieldMatcher, LabelMatcher
 from minikubelet.api.tables import EVENT_COLUMNS, event_row, table
 
 if TYPE_CHECKING:
-    from minikubelet.api.app import ApiServer
+    from minikubelet.api.context import ApiContext
 
 EVENT_FIELDS = ("involvedObject.kind", "involvedObject.namespace", "involvedObject.name", "involvedObject.uid",
                 "involvedObject.apiVersion", "involvedObject.resourceVersion", "involvedObject.fieldPath",
                 "reason", "reportingComponent", "type", "metadata.name", "metadata.namespace", "source.component")
 
 
-async def list_events(server: ApiServer, request: web.Request) -> web.StreamResponse:
+async def list_events(server: ApiContext, request: web.Request) -> web.StreamResponse:
     query = list_query(request, EVENT_FIELDS, "events")
     ns, labels, fields = query.namespace, query.labels, query.fields
     if query.watch:
@@ -37,7 +37,7 @@ async def list_events(server: ApiServer, request: web.Request) -> web.StreamResp
                               "metadata": {"resourceVersion": str(version)}, "items": items})
 
 
-def event_source(server: ApiServer, ns: str | None, labels: LabelMatcher, fields: FieldMatcher) -> pollwatch.Source:
+def event_source(server: ApiContext, ns: str | None, labels: LabelMatcher, fields: FieldMatcher) -> pollwatch.Source:
     """The event store for ``pollwatch``: a new event or a repeat (count + 1) takes a new resourceVersion."""
 
     def items() -> list[pollwatch.Item]:

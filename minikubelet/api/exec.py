@@ -29,7 +29,7 @@ from minikubelet.errors import MinikubeletError
 from minikubelet.runtime.proc import ProcessHandle
 
 if TYPE_CHECKING:
-    from minikubelet.api.app import ApiServer
+    from minikubelet.api.context import ApiContext
     from minikubelet.pod.worker import PodWorker
 
 log = logging.getLogger(__name__)
@@ -296,7 +296,7 @@ def _flag(request: web.Request, key: str) -> bool:
     return request.query.get(key, "").lower() in ("true", "1")
 
 
-def _check(server: ApiServer, request: web.Request) -> tuple[PodWorker, str, list[str]] | web.Response:
+def _check(server: ApiContext, request: web.Request) -> tuple[PodWorker, str, list[str]] | web.Response:
     """The pod, container and command of the request, or the Status answering it (before any upgrade)."""
     name = request.match_info["name"]
     worker = server.find_pod(request.match_info["namespace"], name)
@@ -321,7 +321,7 @@ def _check(server: ApiServer, request: web.Request) -> tuple[PodWorker, str, lis
     return worker, container, argv
 
 
-async def handle(server: ApiServer, request: web.Request) -> web.StreamResponse:
+async def handle(server: ApiContext, request: web.Request) -> web.StreamResponse:
     checked = _check(server, request)
     if isinstance(checked, web.Response):
         return checked

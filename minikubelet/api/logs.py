@@ -23,7 +23,7 @@ from minikubelet.api.errors import not_found, status
 from minikubelet.pod.status import State
 
 if TYPE_CHECKING:
-    from minikubelet.api.app import ApiServer
+    from minikubelet.api.context import ApiContext
     from minikubelet.pod.worker import PodWorker
 
 log = logging.getLogger(__name__)
@@ -91,7 +91,7 @@ def _first_container(worker: PodWorker) -> str:
 def choose_file(worker: PodWorker, container: str, previous: bool) -> tuple[Path, int]:
     """The log file to serve and the instance index it belongs to; BadRequest with the apiserver's message."""
     pod = worker.pod.name
-    rec = worker.records.get(container)
+    rec = worker.state.records.get(container)
     if rec is None:
         names = [c.name for c in (*worker.pod.spec.init_containers, *worker.pod.spec.containers)]
         raise BadRequest(f"container {container} is not valid for pod {pod}" if container else
@@ -108,11 +108,11 @@ def choose_file(worker: PodWorker, container: str, previous: bool) -> tuple[Path
     return path, rec.instances - 1
 
 
-def still_running(server: ApiServer, worker: PodWorker, container: str, instance: int) -> bool:
+def still_running(server: ApiContext, worker: PodWorker, container: str, instance: int) -> bool:
     """True while ``instance`` of the container is the running one of the pod's live worker."""
     if server.find_pod(worker.pod.namespace, worker.pod.name) is not worker:
         return False
-    rec = worker.records.get(container)
+    rec = worker.state.records.get(container)
     return rec is not None and rec.instances - 1 == instance and rec.state is State.RUNNING
 
 
@@ -176,7 +176,7 @@ def _open(path: Path) -> BinaryIO | None:
         return None
 
 
-async def handle(server: ApiServer, request: web.Request) -> web.StreamResponse:
+async def handle(server: ApiContext, request: web.Request) -> web.StreamResponse:
     namespace, name = request.match_info["namespace"], request.match_info["name"]
     worker = server.find_pod(namespace, name)
     if worker is None:

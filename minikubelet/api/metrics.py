@@ -25,7 +25,7 @@ from minikubelet.runtime.proc import start_time
 from minikubelet.timefmt import rfc3339
 
 if TYPE_CHECKING:
-    from minikubelet.api.app import ApiServer
+    from minikubelet.api.context import ApiContext
     from minikubelet.pod.worker import PodWorker
 
 __all__ = [
@@ -124,19 +124,19 @@ def _window(seconds: float) -> str:
 def _running(w: PodWorker) -> dict[str, tuple[int, int | None]]:
     out: dict[str, tuple[int, int | None]] = {}
     for c in w.pod.spec.containers:
-        rec = w.records.get(c.name)
+        rec = w.state.records.get(c.name)
         if rec is not None and rec.state is State.RUNNING and rec.pid is not None:
             out[c.name] = (rec.pid, rec.start)
     return out
 
 
-async def list_pod_metrics(server: ApiServer, request: web.Request) -> web.Response:
+async def list_pod_metrics(server: ApiContext, request: web.Request) -> web.Response:
     ns = request.match_info.get("namespace")
     if ns is not None:
         check_namespace(ns)
     name = request.match_info.get("name")
     labels = label_selector(request.query.get("labelSelector"))
-    workers = [w for w in server.workers() if w.terminating is None and (ns is None or w.pod.namespace == ns)
+    workers = [w for w in server.workers() if w.state.terminating is None and (ns is None or w.pod.namespace == ns)
                and (name is None or w.pod.name == name) and labels(w.pod.labels)]
     targets: dict[Key, tuple[int, int | None]] = {}
     for w in workers:
@@ -162,7 +162,7 @@ async def list_pod_metrics(server: ApiServer, request: web.Request) -> web.Respo
     return web.json_response({"kind": "PodMetricsList", "apiVersion": GROUP_VERSION, "metadata": {}, "items": items})
 
 
-async def list_node_metrics(server: ApiServer, request: web.Request) -> web.Response:
+async def list_node_metrics(server: ApiContext, request: web.Request) -> web.Response:
     name = request.match_info.get("name")
     if name is not None and name != server.node_name:
         raise not_found_error("nodes.metrics.k8s.io", name)

@@ -28,14 +28,14 @@ from minikubelet.api.tables import NODE_COLUMNS, node_row, table
 from minikubelet.manifests.validation import validate_labels
 
 if TYPE_CHECKING:
-    from minikubelet.api.app import ApiServer
+    from minikubelet.api.context import ApiContext
 
 log = logging.getLogger(__name__)
 
 NODE_FIELDS = ("metadata.name", "spec.unschedulable")
 
 
-async def list_nodes(server: ApiServer, request: web.Request) -> web.StreamResponse:
+async def list_nodes(server: ApiContext, request: web.Request) -> web.StreamResponse:
     q = request.query
     labels = label_selector(q.get("labelSelector"))
     fields = field_selector(q.get("fieldSelector"), NODE_FIELDS, "nodes")
@@ -49,7 +49,7 @@ async def list_nodes(server: ApiServer, request: web.Request) -> web.StreamRespo
                               "metadata": {"resourceVersion": str(server.version())}, "items": nodes})
 
 
-def node_source(server: ApiServer, labels: LabelMatcher, fields: FieldMatcher) -> pollwatch.Source:
+def node_source(server: ApiContext, labels: LabelMatcher, fields: FieldMatcher) -> pollwatch.Source:
     """The node for ``pollwatch``: its resourceVersion moves on every label change."""
     node = server.node
 
@@ -62,20 +62,20 @@ def node_source(server: ApiServer, labels: LabelMatcher, fields: FieldMatcher) -
     return pollwatch.Source("Node", items, matches, NODE_COLUMNS, node_row, server.version)
 
 
-def _node_or_404(server: ApiServer, name: str) -> dict[str, Any]:
+def _node_or_404(server: ApiContext, name: str) -> dict[str, Any]:
     if name != server.node.name:
         raise not_found_error("nodes", name)
     return server.node.to_api()
 
 
-async def get_node(server: ApiServer, request: web.Request) -> web.Response:
+async def get_node(server: ApiContext, request: web.Request) -> web.Response:
     node = _node_or_404(server, request.match_info["name"])
     if wants_table(request):
         return table_response(table(NODE_COLUMNS, [node_row(node, time.time())], server.version()))
     return web.json_response(node)
 
 
-async def patch_node(server: ApiServer, request: web.Request) -> web.Response:
+async def patch_node(server: ApiContext, request: web.Request) -> web.Response:
     name = request.match_info["name"]
     node = _node_or_404(server, name)
     patch = await read_object(request, (JSON_PATCH, MERGE_PATCH, STRATEGIC_PATCH), "patch node")
@@ -112,7 +112,7 @@ def _json_patched(node: dict[str, Any], patch: Any, name: str) -> Any:
         raise ApiError(422, "Invalid", jsonpatch.FAILED_MESSAGE, {}) from None
 
 
-async def get_node_lease(server: ApiServer, request: web.Request) -> web.Response:
+async def get_node_lease(server: ApiContext, request: web.Request) -> web.Response:
     """The node's heartbeat Lease (``kubectl describe node`` shows it): this daemon holds it and renews it as long
     as it answers, so its renew time is now."""
     name = request.match_info["name"]

@@ -48,14 +48,14 @@ from minikubelet.manifests.store import SERVER_ANNOTATIONS, SERVER_METADATA, Sto
 from minikubelet.pod.worker import PodWorker
 
 if TYPE_CHECKING:
-    from minikubelet.api.app import ApiServer
+    from minikubelet.api.context import ApiContext
 
 log = logging.getLogger(__name__)
 
 Edit = Callable[[dict[str, Any], dict[str, Any]], Any]
 
 
-async def patch_pod(server: ApiServer, request: web.Request) -> web.Response:
+async def patch_pod(server: ApiContext, request: web.Request) -> web.Response:
     ns = check_namespace(request.match_info["namespace"])
     name = check_name("pod", request.match_info["name"])
     ctype = request.content_type
@@ -115,13 +115,13 @@ def server_owned(path: tuple[str | int, ...]) -> bool:
     return path[:2] == ("metadata", "annotations") and len(path) > 2 and str(path[2]) in SERVER_ANNOTATIONS
 
 
-def current(server: ApiServer, ns: str, name: str) -> tuple[PodWorker, Path, dict[str, Any]]:
+def current(server: ApiContext, ns: str, name: str) -> tuple[PodWorker, Path, dict[str, Any]]:
     """(live worker, its file, its document there): 404 when missing, 409 when it is going away."""
     w = server.find_pod(ns, name)
     if w is None:
         raise not_found_error("pods", name)
     defined = server.defined(ns, name)
-    if w.terminating is not None or defined is None:
+    if w.state.terminating is not None or defined is None:
         raise ApiError(409, "Conflict", f'pods "{name}" is being deleted and can no longer be changed',
                        {"name": name, "kind": "pods"})
     path = Path(defined.source)
@@ -131,7 +131,7 @@ def current(server: ApiServer, ns: str, name: str) -> tuple[PodWorker, Path, dic
         raise ApiError(409, "Conflict", str(e), {"name": name, "kind": "pods"}) from None
 
 
-async def store_patched(server: ApiServer, w: PodWorker, path: Path, ns: str, name: str, doc: dict[str, Any],
+async def store_patched(server: ApiContext, w: PodWorker, path: Path, ns: str, name: str, doc: dict[str, Any],
                         new: Any, strict: bool) -> PodWorker:
     """Validate the patched document, rewrite the pod's file if it changed, and wait for the workers to show it."""
     if not isinstance(new, dict):
@@ -155,7 +155,7 @@ async def store_patched(server: ApiServer, w: PodWorker, path: Path, ns: str, na
     return w
 
 
-async def server_side_apply(server: ApiServer, request: web.Request, ns: str, name: str, body: Any,
+async def server_side_apply(server: ApiContext, request: web.Request, ns: str, name: str, body: Any,
                             strict: bool) -> web.Response:
     """``kubectl apply --server-side``: create the pod (201) or merge the applied configuration into it (200)."""
     if not request.query.get("fieldManager"):
@@ -186,7 +186,7 @@ async def server_side_apply(server: ApiServer, request: web.Request, ns: str, na
     return web.json_response(server.snapshot(w))
 
 
-async def replace_pod(server: ApiServer, request: web.Request) -> web.Response:
+async def replace_pod(server: ApiContext, request: web.Request) -> web.Response:
     """``kubectl replace -f``: PUT the whole object. Like the API server for pods, an update needs no
     resourceVersion; one that is given must be the current one (else 409). A missing pod is 404 (no create)."""
     ns = check_namespace(request.match_info["namespace"])

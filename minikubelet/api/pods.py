@@ -39,7 +39,7 @@ from minikubelet.pod.spec import Pod
 from minikubelet.pod.worker import PodWorker
 
 if TYPE_CHECKING:
-    from minikubelet.api.app import ApiServer
+    from minikubelet.api.context import ApiContext
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +117,7 @@ async def read_object(request: web.Request, kinds: tuple[str, ...], what: str) -
         raise bad_request(f"{what}: the request body is not valid {ctype.split('/')[-1]}: {e}") from None
 
 
-def validated_pod(server: ApiServer, doc: dict[str, Any], path: Path, name: str, strict: bool) -> Pod:
+def validated_pod(server: ApiContext, doc: dict[str, Any], path: Path, name: str, strict: bool) -> Pod:
     """Validate a manifest document as the FileSource will: 400 for unknown fields, 422 for invalid values."""
     try:
         return pod_from_dict(copy.deepcopy(doc), str(path), server.node_name, strict=True)
@@ -129,7 +129,7 @@ def validated_pod(server: ApiServer, doc: dict[str, Any], path: Path, name: str,
         raise invalid("Pod", name, others or e.problems) from None
 
 
-def drop_unknown(server: ApiServer, doc: dict[str, Any], path: Path) -> dict[str, Any]:
+def drop_unknown(server: ApiContext, doc: dict[str, Any], path: Path) -> dict[str, Any]:
     """For fieldValidation Ignore/Warn: the document without unknown fields (the file must load strictly)."""
     try:
         pod = pod_from_dict(copy.deepcopy(doc), str(path), server.node_name, strict=False)
@@ -138,7 +138,7 @@ def drop_unknown(server: ApiServer, doc: dict[str, Any], path: Path) -> dict[str
     return clean_document(pod.manifest)
 
 
-async def wait_for_worker(server: ApiServer, namespace: str, name: str, pod: Pod, path: Path) -> PodWorker:
+async def wait_for_worker(server: ApiContext, namespace: str, name: str, pod: Pod, path: Path) -> PodWorker:
     """Until the FileSource loaded ``pod`` and its worker shows it (same uid, labels, annotations)."""
     deadline = time.monotonic() + WAIT_SECONDS
     while True:
@@ -158,7 +158,7 @@ async def wait_for_worker(server: ApiServer, namespace: str, name: str, pod: Pod
 # ----- reads -----------------------------------------------------------------------------------------------------
 
 
-async def list_pods(server: ApiServer, request: web.Request) -> web.StreamResponse:
+async def list_pods(server: ApiContext, request: web.Request) -> web.StreamResponse:
     query = list_query(request, POD_FIELDS, "pods")
     ns, labels, fields = query.namespace, query.labels, query.fields
     if query.watch:
@@ -173,7 +173,7 @@ async def list_pods(server: ApiServer, request: web.Request) -> web.StreamRespon
                               "metadata": {"resourceVersion": str(version)}, "items": pods})
 
 
-async def watch_pods(server: ApiServer, request: web.Request, ns: str | None, labels: LabelMatcher,
+async def watch_pods(server: ApiContext, request: web.Request, ns: str | None, labels: LabelMatcher,
                      fields: FieldMatcher) -> web.StreamResponse:
     q = request.query
     rv = q.get("resourceVersion", "")
@@ -187,7 +187,7 @@ async def watch_pods(server: ApiServer, request: web.Request, ns: str | None, la
     return await watch.serve(request, server.hub, watcher, server.version, send_initial, timeout)
 
 
-async def get_pod(server: ApiServer, request: web.Request) -> web.Response:
+async def get_pod(server: ApiContext, request: web.Request) -> web.Response:
     ns = check_namespace(request.match_info["namespace"])
     name = check_name("pod", request.match_info["name"])
     w = server.find_pod(ns, name)
@@ -222,7 +222,7 @@ def new_document(body: Any, ns: str) -> tuple[str, dict[str, Any]]:
     return name, doc
 
 
-async def create_locked(server: ApiServer, ns: str, name: str, doc: dict[str, Any], strict: bool) -> PodWorker:
+async def create_locked(server: ApiContext, ns: str, name: str, doc: dict[str, Any], strict: bool) -> PodWorker:
     """Write a new pod's file and wait for its worker; the caller holds ``server.write_lock``."""
     if problems := is_dns1123_subdomain(name):
         raise invalid("Pod", name, [f'metadata.name: Invalid value: "{name}": {p}' for p in problems])
@@ -232,7 +232,7 @@ async def create_locked(server: ApiServer, ns: str, name: str, doc: dict[str, An
     pod = validated_pod(server, doc, path, name, strict)
     existing = server.find_pod(ns, name)
     if existing is not None or server.defined(ns, name) is not None or path.exists():
-        prefix = "object is being deleted: " if existing is not None and existing.terminating else ""
+        prefix = "object is being deleted: " if existing is not None and existing.state.terminating else ""
         raise already_exists("pods", name, f'{prefix}pods "{name}" already exists')
     try:
         server.store.create(ns, name, doc)
@@ -243,7 +243,7 @@ async def create_locked(server: ApiServer, ns: str, name: str, doc: dict[str, An
     return w
 
 
-async def create_pod(server: ApiServer, request: web.Request) -> web.Response:
+async def create_pod(server: ApiContext, request: web.Request) -> web.Response:
     ns = check_namespace(request.match_info["namespace"])
     body = await read_object(request, ("application/json", "application/yaml"), "create pod")
     name, doc = new_document(body, ns)
@@ -253,7 +253,7 @@ async def create_pod(server: ApiServer, request: web.Request) -> web.Response:
     return web.json_response(server.snapshot(w), status=201)
 
 
-async def delete_pod(server: ApiServer, request: web.Request) -> web.Response:
+async def delete_pod(server: ApiContext, request: web.Request) -> web.Response:
     ns = check_namespace(request.match_info["namespace"])
     name = check_name("pod", request.match_info["name"])
     options: Any = {}
@@ -275,7 +275,7 @@ async def delete_pod(server: ApiServer, request: web.Request) -> web.Response:
         if uid and uid != w.pod.uid:
             raise ApiError(409, "Conflict", f'Precondition failed: UID in precondition: {uid}, UID in object meta: '
                            f'{w.pod.uid}', {"name": name, "kind": "pods"})
-        if w.terminating is None:
+        if w.state.terminating is None:
             if (defined := server.defined(ns, name)) is not None:
                 try:
                     server.store.remove(Path(defined.source), ns, name)

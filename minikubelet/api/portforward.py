@@ -30,7 +30,7 @@ from minikubelet.api.errors import not_found, status
 from minikubelet.errors import MinikubeletError
 
 if TYPE_CHECKING:
-    from minikubelet.api.app import ApiServer
+    from minikubelet.api.context import ApiContext
     from minikubelet.pod.worker import PodWorker
 
 log = logging.getLogger(__name__)
@@ -225,7 +225,7 @@ class PortForwardSession:
         pair.task.add_done_callback(self._tasks.discard)
 
     async def _forward(self, pair: StreamPair) -> None:
-        pod, sandbox = self.worker.pod, self.worker.sandbox
+        pod, sandbox = self.worker.pod, self.worker.state.sandbox
         try:
             if sandbox is None:
                 raise MinikubeletError(f"the sandbox of pod {pod.name} is not running")
@@ -309,7 +309,7 @@ class PortForwardSession:
 # ----- the HTTP handler ----------------------------------------------------------------------------------------
 
 
-async def handle(server: ApiServer, request: web.Request) -> web.StreamResponse:
+async def handle(server: ApiContext, request: web.Request) -> web.StreamResponse:
     name = request.match_info["name"]
     worker = server.find_pod(request.match_info["namespace"], name)
     if worker is None:

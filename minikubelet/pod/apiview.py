@@ -1,19 +1,21 @@
-"""The v1 Pod object the API serves for a pod worker: manifest + live metadata + status (pure reads)."""
+"""The v1 Pod object the API serves for a pod: manifest + live metadata + status (pure reads of a ``PodState``).
+
+Imports pod.state, pod.context (``NodeFacts``), pod.status and timefmt; never the worker.
+"""
 
 from __future__ import annotations
 
 import json
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from minikubelet.pod.context import NodeFacts
+from minikubelet.pod.state import PodState
 from minikubelet.pod.status import PodPhase, conditions
 from minikubelet.timefmt import rfc3339
 
-if TYPE_CHECKING:
-    from minikubelet.pod.worker import PodWorker
 
-
-def pod_to_api(w: PodWorker) -> dict[str, Any]:
+def pod_to_api(w: PodState, node: NodeFacts) -> dict[str, Any]:
     """The v1 Pod: the manifest as loaded (deep-copied), live metadata, and the status."""
     pod = json.loads(json.dumps(w.pod.manifest)) if w.pod.manifest else {"metadata": {}, "spec": {}}
     pod["kind"], pod["apiVersion"] = "Pod", "v1"
@@ -30,24 +32,24 @@ def pod_to_api(w: PodWorker) -> dict[str, Any]:
     if w.terminating is not None:
         meta["deletionTimestamp"] = rfc3339(w.terminating.since + w.terminating.grace)
         meta["deletionGracePeriodSeconds"] = w.terminating.grace
-    pod.setdefault("spec", {})["nodeName"] = w.ctx.node_name
-    pod["status"] = pod_status(w)
+    pod.setdefault("spec", {})["nodeName"] = node.name
+    pod["status"] = pod_status(w, node)
     return pod
 
 
-def refresh_conditions(w: PodWorker) -> None:
+def refresh_conditions(w: PodState, node: NodeFacts) -> None:
     """Bring the conditions' transition times up to date (they move when a status is built), so that a record
     saved now carries them across a daemon restart."""
-    admitted = w.admitted or w.ctx.admit(w.pod)[0]
+    admitted = w.admitted or node.admit(w.pod)[0]
     if admitted:
         conditions(w.pod, w.records, w.phase(), w.sandbox is not None, w.conditions, time.time())
 
 
-def pod_status(w: PodWorker) -> dict[str, Any]:
+def pod_status(w: PodState, node: NodeFacts) -> dict[str, Any]:
     """status: phase, conditions, IPs, start time, container statuses (kubelet generate.go order)."""
     now = time.time()
-    admitted = w.admitted or w.ctx.admit(w.pod)[0]
-    scheduled = (True, "", "") if admitted else w.ctx.admit(w.pod)
+    admitted = w.admitted or node.admit(w.pod)[0]
+    scheduled = (True, "", "") if admitted else node.admit(w.pod)
     phase = w.phase() if admitted else PodPhase.PENDING
     status: dict[str, Any] = {"phase": phase.value}
     status["conditions"] = conditions(
@@ -55,8 +57,8 @@ def pod_status(w: PodWorker) -> dict[str, Any]:
     )
     if not admitted:
         return status
-    status["hostIP"] = w.ctx.host_ip
-    status["hostIPs"] = [{"ip": w.ctx.host_ip}]
+    status["hostIP"] = node.host_ip
+    status["hostIPs"] = [{"ip": node.host_ip}]
     if w.sandbox is not None and w.sandbox.ip:
         status["podIP"] = w.sandbox.ip
         status["podIPs"] = [{"ip": w.sandbox.ip}]

@@ -107,7 +107,7 @@ class PodManager:
             log.info("Pod metadata updated pod=%s uid=%s", pod.key, pod.uid)
             worker.update_metadata(pod)
             return
-        if worker is not None and worker.terminating is None:
+        if worker is not None and worker.state.terminating is None:
             worker.update_metadata(pod)
             return
         record = self._records.pop(pod.uid, None)
@@ -157,7 +157,7 @@ class PodManager:
     # ----- queries -------------------------------------------------------------------------------------------
 
     def pods(self) -> list[PodWorker]:
-        return sorted(self.workers.values(), key=lambda w: (w.pod.namespace, w.pod.name, w.created_at))
+        return sorted(self.workers.values(), key=lambda w: (w.pod.namespace, w.pod.name, w.state.created_at))
 
     async def shutdown(self, *, stop_pods: bool) -> None:
         """Daemon exit. Pods keep running unless ``stop_pods`` (minikubelet reset)."""

@@ -1,7 +1,8 @@
 """A pod worker's record under <run-dir>/pods/<uid>/record.json: saved after every change, read on restart.
 
 With it a restarted daemon re-adopts the same processes (pid + start time, never pid alone), learns the exits pause
-recorded while it was down, and keeps restart counts, back-off and start times.
+recorded while it was down, and keeps restart counts, back-off and start times. Reads and loads a ``PodState``
+(pod/state.py); imports nothing else of the pod package.
 """
 
 from __future__ import annotations
@@ -10,21 +11,18 @@ import json
 import logging
 import os
 from dataclasses import asdict
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any
 
-from minikubelet.pod.status import ContainerRecord, State
+from minikubelet.pod.state import PodState
+from minikubelet.pod.status import ContainerRecord
 from minikubelet.runtime.linux import Sandbox
-from minikubelet.runtime.proc import is_alive
-
-if TYPE_CHECKING:
-    from minikubelet.pod.worker import PodWorker
 
 log = logging.getLogger(__name__)
 
 
-def save(w: PodWorker) -> None:
-    """Write what a restarted daemon needs to re-adopt this pod (atomic replace)."""
-    pod_dir = w.runtime.pod_dir(w.pod.uid)
+def save(w: PodState, pod_dir: Path) -> None:
+    """Write what a restarted daemon needs to re-adopt this pod into ``pod_dir`` (atomic replace)."""
     if not pod_dir.is_dir():
         return
     data = {
@@ -50,8 +48,9 @@ def save(w: PodWorker) -> None:
         log.warning("Could not save the pod record pod=%s error=%s", w.pod.key, e)
 
 
-def adopt(w: PodWorker, data: dict[str, Any]) -> None:
-    """Take over a pod a previous daemon started: same processes, no restart; learn what ended meanwhile."""
+def load(w: PodState, data: dict[str, Any]) -> None:
+    """Take over the state of a pod a previous daemon started: same sandbox and processes, restart counts, back-off,
+    start and condition times. The worker then follows the processes that still run (and learns what ended)."""
     w.created_at = float(data.get("created_at") or w.created_at)
     w.start_time = data.get("start_time")
     w.terminal = bool(data.get("terminal"))
@@ -66,13 +65,3 @@ def adopt(w: PodWorker, data: dict[str, Any]) -> None:
     sb = data.get("sandbox")
     if sb:
         w.sandbox = Sandbox(**sb)
-        if is_alive(w.sandbox.pid, w.sandbox.start):
-            w._watch_pause()
-        else:
-            w._sandbox_dead = True
-    for name, rec in w.records.items():
-        if rec.state is State.RUNNING and rec.pid is not None and rec.start is not None:
-            w._watch(name, f"{name}.{rec.instances - 1}", rec.pid, rec.start)
-    log.info(
-        "Pod re-adopted pod=%s uid=%s sandbox=%s", w.pod.key, w.pod.uid, "alive" if w.pause else "gone"
-    )

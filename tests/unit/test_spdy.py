@@ -146,9 +146,14 @@ class FakeRuntime:
 
 
 @dataclass
+class FakeState:
+    sandbox: object = field(default_factory=object)
+
+
+@dataclass
 class FakeWorker:
     pod: FakePod = field(default_factory=FakePod)
-    sandbox: object = field(default_factory=object)
+    state: FakeState = field(default_factory=FakeState)
     runtime: FakeRuntime = field(default_factory=FakeRuntime)
 
 

@@ -1,0 +1,247 @@
+"""ContainerRunner: starts, watches and restarts one pod's containers inside its sandbox.
+
+The container half of the kubelet's ``computePodActions`` and ``startContainer``: init containers one at a time in
+order, app containers started once the inits succeeded, restarts by restart policy with CrashLoopBackOff, exit
+records read back from pause, graceful stop (SIGTERM, grace, SIGKILL). Owner of the container process handles.
+Imports pod.state, pod.context, pod.env, pod.spec, pod.status, runtime and timefmt; never the worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+
+from minikubelet.errors import ContainerStartError
+from minikubelet.pod.context import NodeFacts, Prober, WorkerHooks
+from minikubelet.pod.env import build_argv, build_env
+from minikubelet.pod.spec import Container, RestartPolicy
+from minikubelet.pod.state import PodState
+from minikubelet.pod.status import ContainerRecord, State, Termination, container_id, should_restart
+from minikubelet.runtime.linux import LinuxRuntime
+from minikubelet.runtime.proc import ProcessHandle
+from minikubelet.timefmt import go_duration
+
+log = logging.getLogger(__name__)
+
+MIN_GRACE_SECONDS = 2  # the kubelet's minimumGracePeriodInSeconds between the stop signal and SIGKILL
+READINESS_RETRIGGER_SECONDS = 1.0  # trigger_readiness: the second immediate readiness probe after a start
+
+
+class ContainerRunner:
+    def __init__(
+        self, state: PodState, runtime: LinuxRuntime, node: NodeFacts, probes: Prober | None, hooks: WorkerHooks
+    ) -> None:
+        self.state = state
+        self.runtime = runtime
+        self.node = node
+        self.probes = probes
+        self.hooks = hooks
+        self.handles: dict[str, ProcessHandle] = {}  # container name -> its running process
+
+    # ----- decisions -----------------------------------------------------------------------------------------
+
+    async def sync_init_containers(self) -> bool:
+        """Run init containers one at a time, in order; True once all have succeeded."""
+        for c in self.state.pod.spec.init_containers:
+            rec = self.state.records[c.name]
+            if rec.succeeded():
+                continue
+            if rec.state is State.RUNNING:
+                return False
+            if rec.instances and not self._restart_allowed(c, rec):
+                return False
+            await self._start(c, rec)
+            return False
+        return True
+
+    async def sync_container(self, c: Container) -> None:
+        rec = self.state.records[c.name]
+        if rec.state is State.RUNNING:
+            return
+        if rec.instances == 0:
+            if rec.reason != "CreateContainerConfigError":
+                await self._start(c, rec)
+            return
+        if self._restart_allowed(c, rec):
+            await self._start(c, rec)
+
+    def anything_running(self) -> bool:
+        return bool(self.handles) or any(r.state is State.RUNNING for r in self.state.records.values())
+
+    def _restart_allowed(self, c: Container, rec: ContainerRecord) -> bool:
+        """Restart policy plus CrashLoopBackOff; moves the record to waiting/CrashLoopBackOff while backing off."""
+        term = rec.terminated or rec.last_terminated
+        policy = self.state.pod.spec.restart_policy
+        if c in self.state.pod.spec.init_containers and policy is RestartPolicy.ALWAYS:
+            policy = RestartPolicy.ON_FAILURE  # init containers are restarted only when they fail
+        if not should_restart(policy, term):
+            return False
+        finished = term.finished_at if term else time.time()
+        remaining = self.state.backoff.remaining(c.name, finished, time.time())
+        if remaining <= 0:
+            self.state.backoff.next(c.name, finished)
+            return True
+        self.show_backoff(c.name, c.name)
+        self.hooks.wake_in(remaining)
+        return False
+
+    def show_backoff(self, name: str, key: str) -> None:
+        """waiting/CrashLoopBackOff with the kubelet's message, and one BackOff event per back-off period."""
+        rec = self.state.records[name]
+        if rec.state is State.WAITING and rec.reason == "CrashLoopBackOff":
+            return
+        if rec.state is State.TERMINATED:
+            rec.last_terminated = rec.terminated
+            rec.terminated = None
+        rec.state = State.WAITING
+        rec.reason = "CrashLoopBackOff"
+        pod = self.state.pod
+        delay = go_duration(self.state.backoff.delay(key))
+        rec.message = f"back-off {delay} restarting failed container={name} pod={pod.full_name}"
+        self.hooks.event("Warning", "BackOff", f"Back-off restarting failed container {name} in pod {pod.full_name}",
+                         name)
+        self.hooks.persist()
+        self.hooks.changed()
+
+    # ----- starting ------------------------------------------------------------------------------------------
+
+    async def _start(self, c: Container, rec: ContainerRecord) -> None:
+        sandbox = self.state.sandbox
+        assert sandbox is not None
+        pod = self.state.pod
+        if not c.command and not c.args:  # until images land, the node is an image without ENTRYPOINT or CMD
+            rec.state, rec.reason = State.WAITING, "CreateContainerConfigError"
+            rec.message = (
+                f'container "{c.name}" has no command: minikubelet does not run images yet, so set '
+                f"spec.containers[].command (or args) to a program on the node (the image {c.image!r} is recorded)"
+            )
+            self.hooks.event("Warning", "Failed", f"Error: {rec.message}", c.name)
+            self.hooks.changed()
+            return
+        instance = rec.instances
+        env = build_env(pod, c, sandbox.ip, self.node.name, self.node.host_ip)
+        argv = build_argv(c, env)
+        record = f"{c.name}.{instance}"
+        log_path = self.runtime.container_log(pod, c.name, instance)
+        if rec.state is State.TERMINATED:
+            rec.last_terminated = rec.terminated
+        rec.terminated = None
+        rec.instances = instance + 1
+        rec.restart_count = instance
+        rec.container_id = container_id(pod.uid, c.name, instance)
+        now = time.time()
+        try:
+            pid, start = await self.runtime.start_process(
+                pod, sandbox, record, argv, env, c.working_dir, c.run_as_user, c.run_as_group, log_path
+            )
+        except ContainerStartError as e:
+            rec.state = State.TERMINATED
+            rec.terminated = Termination(
+                128, "StartError", time.time(), now, message=str(e), container_id=rec.container_id
+            )
+            rec.pid = rec.start = None
+            self.hooks.event("Warning", "Failed", f"Error: {e}", c.name)
+            log.warning("Container failed to start pod=%s container=%s error=%s", pod.key, c.name, e)
+            self.hooks.persist()
+            self.hooks.changed()
+            self.hooks.wake()
+            return
+        rec.state, rec.reason, rec.message = State.RUNNING, "", ""
+        rec.pid, rec.start, rec.started_at = pid, start, now
+        rec.started = c.startup_probe is None
+        rec.ready = rec.started and c.readiness_probe is None and not rec.init
+        self.hooks.event("Normal", "Created", f"Created container: {c.name}", c.name)
+        self.hooks.event("Normal", "Started", f"Started container {c.name}", c.name)
+        log.info(
+            "Container started pod=%s container=%s pid=%d restartCount=%d", pod.key, c.name, pid, rec.restart_count
+        )
+        self.watch(c.name, record, pid, start)
+        self.hooks.persist()
+        self.hooks.changed()
+        self.trigger_readiness(c, rec)
+
+    def trigger_readiness(self, c: Container, rec: ContainerRecord) -> None:
+        """A started, running container that is not ready yet gets its readiness probe now and once more a second
+        later (its server may not listen yet), instead of a whole period later. The kubelet triggers it whenever it
+        builds such a status, which follows a container start by up to a second (the PLEG relist)."""
+        if self.probes is None or c.readiness_probe is None or not rec.started or rec.ready:
+            return
+        uid = self.state.pod.uid
+        self.probes.trigger_readiness(uid, c.name)
+        instance = rec.container_id
+
+        def again() -> None:
+            if self.probes is not None and rec.container_id == instance and rec.started and not rec.ready:
+                if rec.state is State.RUNNING and self.state.terminating is None:
+                    self.probes.trigger_readiness(uid, c.name)
+
+        asyncio.get_running_loop().call_later(READINESS_RETRIGGER_SECONDS, again)
+
+    # ----- exits ---------------------------------------------------------------------------------------------
+
+    def watch(self, name: str, record: str, pid: int, start: int) -> None:
+        """Follow a running container process (started now, or re-adopted) until it exits."""
+        handle = ProcessHandle(pid, start)
+        self.handles[name] = handle
+        handle.add_exit_callback(lambda: self.hooks.spawn(self._on_exit(name, record, handle)))
+
+    async def _on_exit(self, name: str, record: str, handle: ProcessHandle) -> None:
+        pod = self.state.pod
+        status = await self.runtime.wait_exit_record(pod.uid, record, self.state.sandbox)
+        rec = self.state.records[name]
+        if self.handles.get(name) is handle:
+            del self.handles[name]
+        if rec.pid != handle.pid or rec.start != handle.start:
+            return
+        if status is None:
+            term = Termination(
+                137,
+                "ContainerStatusUnknown",
+                time.time(),
+                rec.started_at,
+                message="The container could not be located when the pod was terminated",
+                container_id=rec.container_id,
+            )
+        else:
+            term = Termination(
+                status.exit_code,
+                "Completed" if status.exit_code == 0 else "Error",
+                status.finished_at,
+                rec.started_at,
+                status.signal,
+                container_id=rec.container_id,
+            )
+        rec.state, rec.terminated, rec.pid, rec.start = State.TERMINATED, term, None, None
+        rec.ready = False
+        rec.started = False
+        log.info("Container exited pod=%s container=%s exitCode=%d reason=%s", pod.key, name, term.exit_code,
+                 term.reason)
+        self.hooks.persist()
+        self.hooks.changed()
+        self.hooks.wake()
+
+    async def wait_all(self, timeout: float) -> None:
+        """Wait (up to ``timeout`` each) for every container process to be gone (after the kernel killed them)."""
+        for name in list(self.handles):
+            await self.handles[name].wait(timeout)
+
+    # ----- stopping ------------------------------------------------------------------------------------------
+
+    async def stop(self, grace: int, messages: dict[str, str]) -> None:
+        """SIGTERM every running container, SIGKILL what is left after ``grace`` (floored at 2 s)."""
+        grace = max(grace, MIN_GRACE_SECONDS)
+        running = {n: h for n, h in self.handles.items() if not h.exited}
+        for name, handle in running.items():
+            self.hooks.event("Normal", "Killing", messages.get(name) or f"Stopping container {name}", name)
+            handle.send(signal.SIGTERM)
+        if not running:
+            return
+        await asyncio.gather(*(h.wait(grace) for h in running.values()))
+        for name, handle in running.items():
+            if not handle.exited:
+                log.warning("Container ignored SIGTERM for the grace period; killing it pod=%s container=%s "
+                            "grace=%ds", self.state.pod.key, name, grace)
+                handle.send(signal.SIGKILL)
+        await asyncio.gather(*(h.wait(10) for h in running.values()))
