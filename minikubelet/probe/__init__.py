@@ -4,6 +4,10 @@ The pod worker implements ``PodView``; the prober (``probe/manager.py`` + ``prob
 reads container state through it and reports a result only when the published result changes (kubelet semantics,
 kubelet-semantics.md §2). The pod worker decides what a result means: readiness sets ``ready``, startup sets
 ``started``, a liveness (or startup) Failure kills and recreates the whole pod.
+
+Owns: one asyncio worker per (pod, container, probe kind) (``manager``, ``worker``), the handlers (``handlers``:
+httpGet, tcpSocket, exec) and the kubelet's prober metrics (``metrics``).
+May import: errors, pod.spec, pod.env ($(VAR) in exec commands). Never the pod worker: it reads a ``PodView``.
 """
 
 from __future__ import annotations
