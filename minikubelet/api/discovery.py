@@ -1,13 +1,15 @@
-"""Discovery (``/api``, ``/apis``, ``/api/v1``), ``/version`` and the minimal OpenAPI v3 (contract §3, §4)."""
+"""Discovery (``/api``, ``/apis``, ``/api/v1``), ``/version`` and OpenAPI v3 (contract §3, §4; api/openapi.py)."""
 
 from __future__ import annotations
 
+import functools
+import json
 from typing import Any
 
 from aiohttp import web
 
 from minikubelet import __version__
-from minikubelet.api import metrics
+from minikubelet.api import metrics, openapi
 from minikubelet.api.errors import typed_json
 
 AGGREGATED = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
@@ -89,19 +91,18 @@ async def version(request: web.Request) -> web.Response:
         "buildDate": "", "goVersion": "", "compiler": "minikubelet", "platform": "linux/amd64"})
 
 
-def _patch_op(kind: str) -> dict[str, Any]:
-    return {"patch": {"x-kubernetes-group-version-kind": {"group": "", "version": "v1", "kind": kind},
-                      "parameters": [{"name": "fieldValidation", "in": "query"}]}}
-
-
 async def openapi_v3(request: web.Request) -> web.Response:
     return web.json_response({"paths": {"api/v1": {"serverRelativeURL": "/openapi/v3/api/v1"}}})
 
 
 async def openapi_v3_api_v1(request: web.Request) -> web.Response:
-    return web.json_response({"openapi": "3.0.0", "info": {"title": "minikubelet", "version": __version__},
-                              "paths": {"/api/v1/namespaces/{namespace}/pods/{name}": _patch_op("Pod"),
-                                        "/api/v1/nodes/{name}": _patch_op("Node")}})
+    """Pod and Node schemas (api/openapi.py): kubectl explain, and apply's strategic merge metadata."""
+    return web.Response(body=_openapi_body(), content_type="application/json")
+
+
+@functools.cache
+def _openapi_body() -> bytes:
+    return json.dumps(openapi.document()).encode()
 
 
 def routes() -> list[web.RouteDef]:

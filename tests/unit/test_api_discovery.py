@@ -41,7 +41,7 @@ async def test_discovery_and_openapi(client: TestClient) -> None:  # type: ignor
     assert v3 == {"paths": {"api/v1": {"serverRelativeURL": "/openapi/v3/api/v1"}}}
     doc = await (await client.get("/openapi/v3/api/v1?hash=abc", headers=AUTH)).json()
     op = doc["paths"]["/api/v1/namespaces/{namespace}/pods/{name}"]["patch"]
-    assert op["parameters"] == [{"name": "fieldValidation", "in": "query"}]
+    assert [(p["name"], p["in"]) for p in op["parameters"]] == [("fieldValidation", "query")]
     missing = await client.get("/openapi/v2", headers=AUTH)
     assert missing.status == 404 and (await missing.json())["reason"] == "NotFound"
     assert (await (await client.get("/version", headers=AUTH)).json())["minor"] == "37"
