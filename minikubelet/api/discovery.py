@@ -9,7 +9,7 @@ from typing import Any
 from aiohttp import web
 
 from minikubelet import __version__
-from minikubelet.api import metrics, openapi
+from minikubelet.api import metrics, openapi, unserved
 from minikubelet.api.errors import typed_json
 
 AGGREGATED = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
@@ -54,6 +54,7 @@ def _aggregated_api() -> dict[str, Any]:
                  "responseKind": {"group": "", "version": "v1", "kind": s["kind"]}, "verbs": s["verbs"]}
                 for s in _RESOURCES if s["name"].startswith(r["name"] + "/")]
         resources.append(_aggregated_resource(r, subs))
+    resources += unserved.aggregated_core()
     return {"kind": "APIGroupDiscoveryList", "apiVersion": "apidiscovery.k8s.io/v2", "metadata": {},
             "items": [{"metadata": {"creationTimestamp": None},
                        "versions": [{"version": "v1", "freshness": "Current", "resources": resources}]}]}
@@ -72,16 +73,19 @@ async def api(request: web.Request) -> web.Response:
 
 
 async def apis(request: web.Request) -> web.Response:
-    """The named groups: only metrics.k8s.io (``kubectl top``), served by the daemon itself."""
+    """The named groups: metrics.k8s.io (``kubectl top``), served by the daemon itself, and the workload groups it
+    does not serve (api/unserved.py), listed so that kubectl asks and reads why."""
     if _wants_aggregated(request):
         body = {"kind": "APIGroupDiscoveryList", "apiVersion": "apidiscovery.k8s.io/v2", "metadata": {},
-                "items": [metrics.aggregated_group()]}
+                "items": [metrics.aggregated_group(), *unserved.aggregated_groups()]}
         return typed_json(body, AGGREGATED)
-    return web.json_response({"kind": "APIGroupList", "apiVersion": "v1", "groups": [metrics.group()]})
+    return web.json_response({"kind": "APIGroupList", "apiVersion": "v1",
+                              "groups": [metrics.group(), *unserved.groups()]})
 
 
 async def api_v1(request: web.Request) -> web.Response:
-    return web.json_response({"kind": "APIResourceList", "groupVersion": "v1", "resources": _RESOURCES})
+    return web.json_response({"kind": "APIResourceList", "groupVersion": "v1",
+                              "resources": _RESOURCES + unserved.core_resources()})
 
 
 async def version(request: web.Request) -> web.Response:
