@@ -17,7 +17,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from minikubelet.api import access, discovery, metrics, nodes, podpatch
+from minikubelet.api import access, discovery, metrics, nodes, podpatch, unserved
 from minikubelet.api import events as api_events
 from minikubelet.api import pods as api_pods
 from minikubelet.api.auth import auth_middleware
@@ -136,6 +136,7 @@ class ApiServer:
                     self.route(metrics.list_pod_metrics)),
             web.get("/api/v1/namespaces", self.route(list_namespaces)),
             web.get("/api/v1/namespaces/{namespace}", self.route(get_namespace)),
+            *unserved.routes(),
         ])
 
     def route(self, handler: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:

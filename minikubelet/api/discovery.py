@@ -1,13 +1,15 @@
-"""Discovery (``/api``, ``/apis``, ``/api/v1``), ``/version`` and the minimal OpenAPI v3 (contract §3, §4)."""
+"""Discovery (``/api``, ``/apis``, ``/api/v1``), ``/version`` and OpenAPI v3 (contract §3, §4; api/openapi.py)."""
 
 from __future__ import annotations
 
+import functools
+import json
 from typing import Any
 
 from aiohttp import web
 
 from minikubelet import __version__
-from minikubelet.api import metrics
+from minikubelet.api import metrics, openapi, unserved
 from minikubelet.api.errors import typed_json
 
 AGGREGATED = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
@@ -52,6 +54,7 @@ def _aggregated_api() -> dict[str, Any]:
                  "responseKind": {"group": "", "version": "v1", "kind": s["kind"]}, "verbs": s["verbs"]}
                 for s in _RESOURCES if s["name"].startswith(r["name"] + "/")]
         resources.append(_aggregated_resource(r, subs))
+    resources += unserved.aggregated_core()
     return {"kind": "APIGroupDiscoveryList", "apiVersion": "apidiscovery.k8s.io/v2", "metadata": {},
             "items": [{"metadata": {"creationTimestamp": None},
                        "versions": [{"version": "v1", "freshness": "Current", "resources": resources}]}]}
@@ -70,16 +73,19 @@ async def api(request: web.Request) -> web.Response:
 
 
 async def apis(request: web.Request) -> web.Response:
-    """The named groups: only metrics.k8s.io (``kubectl top``), served by the daemon itself."""
+    """The named groups: metrics.k8s.io (``kubectl top``), served by the daemon itself, and the workload groups it
+    does not serve (api/unserved.py), listed so that kubectl asks and reads why."""
     if _wants_aggregated(request):
         body = {"kind": "APIGroupDiscoveryList", "apiVersion": "apidiscovery.k8s.io/v2", "metadata": {},
-                "items": [metrics.aggregated_group()]}
+                "items": [metrics.aggregated_group(), *unserved.aggregated_groups()]}
         return typed_json(body, AGGREGATED)
-    return web.json_response({"kind": "APIGroupList", "apiVersion": "v1", "groups": [metrics.group()]})
+    return web.json_response({"kind": "APIGroupList", "apiVersion": "v1",
+                              "groups": [metrics.group(), *unserved.groups()]})
 
 
 async def api_v1(request: web.Request) -> web.Response:
-    return web.json_response({"kind": "APIResourceList", "groupVersion": "v1", "resources": _RESOURCES})
+    return web.json_response({"kind": "APIResourceList", "groupVersion": "v1",
+                              "resources": _RESOURCES + unserved.core_resources()})
 
 
 async def version(request: web.Request) -> web.Response:
@@ -89,19 +95,18 @@ async def version(request: web.Request) -> web.Response:
         "buildDate": "", "goVersion": "", "compiler": "minikubelet", "platform": "linux/amd64"})
 
 
-def _patch_op(kind: str) -> dict[str, Any]:
-    return {"patch": {"x-kubernetes-group-version-kind": {"group": "", "version": "v1", "kind": kind},
-                      "parameters": [{"name": "fieldValidation", "in": "query"}]}}
-
-
 async def openapi_v3(request: web.Request) -> web.Response:
     return web.json_response({"paths": {"api/v1": {"serverRelativeURL": "/openapi/v3/api/v1"}}})
 
 
 async def openapi_v3_api_v1(request: web.Request) -> web.Response:
-    return web.json_response({"openapi": "3.0.0", "info": {"title": "minikubelet", "version": __version__},
-                              "paths": {"/api/v1/namespaces/{namespace}/pods/{name}": _patch_op("Pod"),
-                                        "/api/v1/nodes/{name}": _patch_op("Node")}})
+    """Pod and Node schemas (api/openapi.py): kubectl explain, and apply's strategic merge metadata."""
+    return web.Response(body=_openapi_body(), content_type="application/json")
+
+
+@functools.cache
+def _openapi_body() -> bytes:
+    return json.dumps(openapi.document()).encode()
 
 
 def routes() -> list[web.RouteDef]:

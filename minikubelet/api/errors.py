@@ -25,8 +25,7 @@ _UNKNOWN_FIELD = re.compile(r'^(\S+): unknown field "')
 def status_body(code: int, reason: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
     body: dict[str, Any] = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
                             "message": message, "reason": reason, "code": code}
-    if details is not None:
-        body["details"] = details
+    body["details"] = details if details is not None else {}  # kubectl dereferences it (kubectl debug panicked)
     return body
 
 

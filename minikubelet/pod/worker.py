@@ -58,7 +58,9 @@ class PodWorker:
         self.state = PodState.new(pod, ctx.next_version())
         self.containers = ContainerRunner(self.state, ctx.runtime, ctx.node, ctx.probes, self)
         self.lifecycle = SandboxLifecycle(self.state, ctx.runtime, self.containers, self)
-        self._saved = saved  # the record of a previous daemon, adopted when the task starts
+        self._adopting = saved is not None  # a previous daemon's pod: follow its processes when the task starts
+        if saved is not None:  # its state is loaded now, so the API never shows a re-adopted pod as new
+            record.load(self.state, saved)
         self._wake = asyncio.Event()
         self._wake_at: float | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -100,9 +102,9 @@ class PodWorker:
 
     async def _run(self) -> None:
         try:
-            if self._saved is not None:
-                self._adopt(self._saved)
-                self._saved = None
+            if self._adopting:
+                self._adopt()
+                self._adopting = False
             if self.ctx.probes is not None and self.state.terminating is None:
                 self.ctx.probes.add_pod(self, self.pod)
             while self.state.terminating is None:
@@ -160,9 +162,9 @@ class PodWorker:
             await self.containers.sync_container(c)
         self.lifecycle.finish_if_done()
 
-    def _adopt(self, saved: dict[str, Any]) -> None:
-        """Take over a pod a previous daemon started: same processes, no restart; learn what ended meanwhile."""
-        record.load(self.state, saved)
+    def _adopt(self) -> None:
+        """Take over a pod a previous daemon started (its state is loaded): same processes, no restart; learn what
+        ended meanwhile."""
         self.lifecycle.adopt()
         for name, rec in self.state.records.items():
             if rec.state is State.RUNNING and rec.pid is not None and rec.start is not None:

@@ -32,7 +32,9 @@ async def test_discovery_and_openapi(client: TestClient) -> None:  # type: ignor
                                                              "as=APIGroupDiscoveryList,application/json"})
     assert r.headers["Content-Type"] == "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
     resources = (await r.json())["items"][0]["versions"][0]["resources"]
-    assert [x["resource"] for x in resources] == ["pods", "nodes", "events", "namespaces"]
+    served = [x["resource"] for x in resources if x["verbs"]]
+    assert served == ["pods", "nodes", "events", "namespaces"]
+    assert {"services", "configmaps", "secrets"} <= {x["resource"] for x in resources if not x["verbs"]}
     assert {s["subresource"] for s in resources[0]["subresources"]} == {"exec", "log", "portforward", "status"}
     legacy = await (await client.get("/api/v1", headers=AUTH)).json()
     assert {x["name"] for x in legacy["resources"]} >= {"pods", "pods/log", "pods/exec", "nodes", "events"}
@@ -41,7 +43,7 @@ async def test_discovery_and_openapi(client: TestClient) -> None:  # type: ignor
     assert v3 == {"paths": {"api/v1": {"serverRelativeURL": "/openapi/v3/api/v1"}}}
     doc = await (await client.get("/openapi/v3/api/v1?hash=abc", headers=AUTH)).json()
     op = doc["paths"]["/api/v1/namespaces/{namespace}/pods/{name}"]["patch"]
-    assert op["parameters"] == [{"name": "fieldValidation", "in": "query"}]
+    assert [(p["name"], p["in"]) for p in op["parameters"]] == [("fieldValidation", "query")]
     missing = await client.get("/openapi/v2", headers=AUTH)
     assert missing.status == 404 and (await missing.json())["reason"] == "NotFound"
     assert (await (await client.get("/version", headers=AUTH)).json())["minor"] == "37"
