@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from minikubelet.cli import parser, settings_from
 from minikubelet.errors import NetworkError
 from minikubelet.network.bridge import veth_name_for
 from minikubelet.network.ipam import Ipam
@@ -21,6 +22,7 @@ from minikubelet.network.record import (
     remove_network_file,
     write_network_file,
 )
+from minikubelet.settings import Settings
 
 N = ipaddress.IPv4Network
 
@@ -131,3 +133,18 @@ def test_differences_and_the_run_error_name_flag_values_and_ways_out() -> None:
     assert "then run with --bridge mknew --pod-cidr 10.9.0.0/24" in both
     assert "(the default)" not in both
 
+
+def test_cli_tells_given_flags_from_defaults_and_reset_ignores_the_api_flags() -> None:
+    args = parser().parse_args(["run", "--data-dir", "/d", "--pod-cidr", "10.213.120.0/24"])
+    s = settings_from(args)
+    assert s.given == frozenset({"--pod-cidr"}) and s.bridge == "mk0" and s.pod_cidr == N("10.213.120.0/24")
+    assert s.reset_command() == "minikubelet reset --data-dir /d"
+    assert settings_from(parser().parse_args(["run"])).given == frozenset()
+    with pytest.raises(SystemExit, match="beyond loopback"):
+        settings_from(parser().parse_args(["run", "--listen", "0.0.0.0:1"]))
+    # reset serves no API: a --listen that run would refuse does not stop it
+    r = settings_from(parser().parse_args(["reset", "--listen", "0.0.0.0:1", "--bridge", "mkx", "--run-dir", "/r x"]))
+    assert r.given == frozenset({"--bridge"}) and r.bridge == "mkx" and r.listen_port == Settings().listen_port
+    assert r.reset_command() == "minikubelet reset --run-dir '/r x'"
+    with pytest.raises(SystemExit, match="--pod-cidr '10.0.0.1/24'"):
+        settings_from(parser().parse_args(["reset", "--pod-cidr", "10.0.0.1/24"]))
