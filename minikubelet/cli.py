@@ -26,8 +26,9 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--run-dir", type=Path, default=d.run_dir, metavar="DIR", help="default: %(default)s")
     p.add_argument("--log-dir", type=Path, default=d.log_dir, metavar="DIR", help="pod logs (default: %(default)s)")
     p.add_argument("--node-name", default="", metavar="NAME", help="default: the hostname")
-    p.add_argument("--bridge", default=d.bridge, metavar="NAME", help="pod bridge (default: %(default)s)")
-    p.add_argument("--pod-cidr", default=str(d.pod_cidr), metavar="CIDR", help="default: %(default)s")
+    # default None: a given value is told apart from the default (reset ignores one the record contradicts)
+    p.add_argument("--bridge", default=None, metavar="NAME", help=f"pod bridge (default: {d.bridge})")
+    p.add_argument("--pod-cidr", default=None, metavar="CIDR", help=f"default: {d.pod_cidr}")
     p.add_argument("--listen", default="127.0.0.1:10250", metavar="HOST:PORT", help="API (default: %(default)s)")
     p.add_argument("--rescan-interval", type=float, default=d.rescan_interval, metavar="SECONDS",
                    help="full manifest rescan period (default: %(default)s)")
@@ -42,16 +43,34 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"minikubelet {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
     _common(sub.add_parser("run", help="run the daemon"))
-    _common(sub.add_parser("reset", help="stop every pod of this daemon and remove all it created"))
+    _common(sub.add_parser(
+        "reset", help="stop every pod of this daemon and remove all it created",
+        description="Stop the daemon of these directories and every pod it runs, and remove what it created. Only "
+                    "the directory flags matter: the bridge and pod CIDR are read from what the daemon recorded "
+                    "(a --bridge or --pod-cidr that contradicts the record is ignored with a warning); the other "
+                    "flags are accepted and ignored."))
     kc = sub.add_parser("kubeconfig", help="print the path of the kubeconfig the daemon writes (use as KUBECONFIG)")
     kc.add_argument("--data-dir", type=Path, default=Settings().data_dir, metavar="DIR", help="default: %(default)s")
     return p
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
+    d = Settings()
+    bridge = d.bridge if args.bridge is None else args.bridge
+    given = frozenset(flag for flag, value in (("--bridge", args.bridge), ("--pod-cidr", args.pod_cidr))
+                      if value is not None)
+    try:
+        cidr = d.pod_cidr if args.pod_cidr is None else ipaddress.IPv4Network(args.pod_cidr, strict=True)
+    except ValueError as e:
+        raise SystemExit(f"minikubelet: --pod-cidr {args.pod_cidr!r}: {e}") from None
+    if not 1 <= len(bridge) <= 15:
+        raise SystemExit(f"minikubelet: --bridge {bridge!r}: a Linux interface name has 1 to 15 characters")
+    dirs = {"manifests": args.manifests.absolute(), "data_dir": args.data_dir.absolute(),
+            "run_dir": args.run_dir.absolute(), "log_dir": args.log_dir.absolute()}
+    if args.command == "reset":  # reset serves no API: --listen and TLS are ignored, not checked
+        return Settings(**dirs, node_name=args.node_name, bridge=bridge, pod_cidr=cidr, given=given)
     try:
         host, port = parse_listen(args.listen)
-        cidr = ipaddress.IPv4Network(args.pod_cidr, strict=True)
     except ValueError as e:
         raise SystemExit(f"minikubelet: {e}") from None
     if (args.tls_cert is None) != (args.tls_key is None):
@@ -59,11 +78,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
     if args.tls_cert is None and not is_loopback(host):
         raise SystemExit(f"minikubelet: --listen {args.listen} is beyond loopback: give --tls-cert and --tls-key "
                          "(HTTPS) so the API token never crosses the network in clear")
-    if not 1 <= len(args.bridge) <= 15:
-        raise SystemExit(f"minikubelet: --bridge {args.bridge!r}: a Linux interface name has 1 to 15 characters")
     return Settings(
-        manifests=args.manifests.absolute(), data_dir=args.data_dir.absolute(), run_dir=args.run_dir.absolute(),
-        log_dir=args.log_dir.absolute(), node_name=args.node_name, bridge=args.bridge, pod_cidr=cidr,
+        **dirs, node_name=args.node_name, bridge=bridge, pod_cidr=cidr, given=given,
         listen_host=host, listen_port=port, rescan_interval=args.rescan_interval,
         tls_cert=args.tls_cert.absolute() if args.tls_cert else None,
         tls_key=args.tls_key.absolute() if args.tls_key else None,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import fcntl
 import gc
 import itertools
@@ -17,16 +18,23 @@ from typing import IO, Any
 import psutil
 
 from minikubelet.api.app import ApiServer
-from minikubelet.errors import MinikubeletError
+from minikubelet.errors import MinikubeletError, NetworkError
 from minikubelet.events import EventRecorder
 from minikubelet.manifests.sources import FileSource, PodUpdate
 from minikubelet.manifests.store import ManifestStore
 from minikubelet.network.bridge import BridgeNetwork
 from minikubelet.network.ipam import Ipam
+from minikubelet.network.record import (
+    NetworkRecord,
+    mismatch_error,
+    recorded_network,
+    remove_network_file,
+    write_network_file,
+)
 from minikubelet.node.kubeconfig import setup_access
 from minikubelet.node.node import Node
 from minikubelet.pod.context import NodeFacts
-from minikubelet.pod.manager import PodManager
+from minikubelet.pod.manager import PodManager, run_dir_pods
 from minikubelet.pod.worker import PodWorker, WorkerContext
 from minikubelet.probe.manager import ProbeManager
 from minikubelet.runtime.linux import LinuxRuntime
@@ -110,8 +118,12 @@ class Daemon:
             api.hub.poke()  # node and event watches look now
         return self.version
 
-    async def build(self) -> None:
+    async def build(self, *, serve: bool = True) -> None:
+        """Build the components; ``serve`` (run, not reset): check the flags against the recorded network before
+        anything is touched, record it, and build the API (reset serves none, so --listen and TLS play no part)."""
         s = self.settings
+        if serve:
+            await self.check_recorded_network()
         if not self.lock.acquire():
             raise MinikubeletError(
                 f"another minikubelet (pid {self.lock.holder()}) already runs with --run-dir {s.run_dir}; "
@@ -120,6 +132,8 @@ class Daemon:
         for d, mode in ((s.run_dir, 0o700), (s.data_dir, 0o700), (s.log_dir, 0o755)):
             d.mkdir(parents=True, exist_ok=True)
             os.chmod(d, mode)
+        if serve and write_network_file(s.data_dir, s.bridge, s.pod_cidr):
+            log.info("Recorded the pod network dir=%s bridge=%s podCIDR=%s", s.data_dir, s.bridge, s.pod_cidr)
         self.ipam = Ipam(s.pod_cidr, s.data_dir / "ipam.json")
         self.network = BridgeNetwork(s.bridge, s.pod_cidr)
         await self.network.open()
@@ -136,6 +150,8 @@ class Daemon:
         self.manager = PodManager(self.ctx, self.updates)
         self.probes = ProbeManager()
         self.ctx.probes = self.probes
+        if not serve:
+            return
         access = setup_access(s, node_ip)
         self.api = ApiServer(s.listen_host, s.listen_port, self.manager.pods, lambda: self.version, self.events,
                              s.node, self.source.errors, node=self.node, store=ManifestStore(s.manifests),
@@ -148,15 +164,52 @@ class Daemon:
         return dict(stats()) if callable(stats) else {}
 
     def _changed(self, worker: PodWorker | None) -> None:
+        api: ApiServer | None = getattr(self, "api", None)  # reset builds no API
         if worker is None:
             self.next_version()
-            self.api.pods_changed()
-        else:
-            self.api.pod_changed(worker)
+            if api is not None:
+                api.pods_changed()
+        elif api is not None:
+            api.pod_changed(worker)
 
     def _removed(self, worker: PodWorker) -> None:
         self.next_version()
-        self.api.pod_deleted(worker)
+        api: ApiServer | None = getattr(self, "api", None)
+        if api is not None:
+            api.pod_deleted(worker)
+
+    async def check_recorded_network(self) -> None:
+        """``run``: a --bridge or --pod-cidr (given or default) that differs from what the daemon of these
+        directories recorded is one clear error, before anything is touched."""
+        s = self.settings
+        record = await asyncio.to_thread(lambda: recorded_network(s.data_dir, run_dir_pods(s.run_dir)))
+        differences = record.differences(s.bridge, s.pod_cidr)
+        if differences:
+            raise mismatch_error(differences, {"--bridge", "--pod-cidr"} - s.given, s.reset_command())
+
+    async def adopt_recorded_network(self) -> None:
+        """``reset``: take the bridge and pod CIDR from the record; a flag that contradicts it is ignored with a
+        warning naming both values. A record file that does not parse is reported and left out (reset removes it)."""
+        s = self.settings
+        unreadable: list[Path] = []
+
+        def corrupt(error: NetworkError, path: Path) -> None:
+            log.warning("%s; reset goes on without it and removes it", error)
+            unreadable.append(path)
+
+        record: NetworkRecord = await asyncio.to_thread(
+            lambda: recorded_network(s.data_dir, run_dir_pods(s.run_dir), on_corrupt=corrupt))
+        for path in unreadable:  # what it named is found through the other records; reset would remove it anyway
+            with contextlib.suppress(OSError):
+                path.unlink()
+        for d in record.differences(s.bridge, s.pod_cidr):
+            if d.flag in s.given:
+                log.warning("Ignoring %s %s: the daemon of these directories recorded %s %s (in %s), and reset "
+                            "removes what it created with that", d.flag, d.given, d.what, d.recorded, d.source)
+        if record.bridge is None:
+            log.info("No bridge recorded in dir=%s; removing bridge=%s (%s)", s.data_dir, s.bridge,
+                     "--bridge" if "--bridge" in s.given else "the default")
+        self.settings = dataclasses.replace(s, bridge=record.bridge or s.bridge, pod_cidr=record.pod_cidr or s.pod_cidr)
 
     async def run(self) -> None:
         install_child_watcher()
@@ -215,8 +268,10 @@ class Daemon:
             else:
                 raise MinikubeletError(f"the daemon (pid {pid}) did not stop within 30 s; stop it, then run reset")
         self.lock.release()
-        await self.build()
+        await self.adopt_recorded_network()
+        await self.build(serve=False)
         s = self.settings
+        log.info("Resetting bridge=%s podCIDR=%s data=%s run=%s", s.bridge, s.pod_cidr, s.data_dir, s.run_dir)
         self.manager.load_records()
         count = len(self.manager._records)
         log.info("Stopping pods count=%d", count)
@@ -230,4 +285,5 @@ class Daemon:
             (s.data_dir / "ipam.json").unlink()
         self.lock.release()
         shutil.rmtree(s.run_dir, ignore_errors=True)
+        remove_network_file(s.data_dir)  # last: a reset that failed before here finds the record again
         log.info("Reset done: pods stopped, bridge %s and run state %s removed", s.bridge, s.run_dir)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import shlex
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,10 +23,27 @@ class Settings:
     rescan_interval: float = 20.0
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    given: frozenset[str] = frozenset()  # the flags of --bridge/--pod-cidr given on the command line
 
     @property
     def node(self) -> str:
         return (self.node_name or socket.gethostname()).lower()
+
+    def directory_flags(self) -> list[str]:
+        """The directory flags that differ from their defaults, to repeat in a command a message suggests."""
+        d = Settings()
+        out: list[str] = []
+        for flag, value, default in (
+            ("--manifests", self.manifests, d.manifests), ("--data-dir", self.data_dir, d.data_dir),
+            ("--run-dir", self.run_dir, d.run_dir), ("--log-dir", self.log_dir, d.log_dir),
+        ):
+            if value != default:
+                out += [flag, shlex.quote(str(value))]
+        return out
+
+    def reset_command(self) -> str:
+        """``minikubelet reset`` with this daemon's directories: all it needs to undo what the daemon created."""
+        return " ".join(["minikubelet", "reset", *self.directory_flags()])
 
 
 def parse_listen(value: str) -> tuple[str, int]:

@@ -13,11 +13,12 @@ import logging
 import os
 import pathlib
 import tempfile
+from typing import Any
 
 # errors.py already defines NetworkError(MinikubeletError); re-export it so there is exactly one class to catch.
 from minikubelet.errors import NetworkError
 
-__all__ = ["Ipam", "NetworkError"]
+__all__ = ["Ipam", "NetworkError", "read_state", "recorded_cidr"]
 
 log = logging.getLogger(__name__)
 
@@ -111,29 +112,22 @@ class Ipam:
         raise AssertionError("no free address although the lease count is below capacity")  # pragma: no cover
 
     def _load(self) -> None:
-        try:
-            text = self.state_file.read_text(encoding="utf-8")
-        except FileNotFoundError:
+        data = read_state(self.state_file)
+        if data is None:
             return
-        except OSError as exc:
+        recorded = ipaddress.IPv4Network(data["cidr"])
+        if recorded != self.cidr:
             raise NetworkError(
-                f"reading the IPAM state file {self.state_file} failed: {exc.strerror}; check its permissions"
-            ) from exc
+                f"the IPAM state file {self.state_file} holds the leases of pod CIDR {recorded}, not {self.cidr}: "
+                f"run with --pod-cidr {recorded}, or first run `minikubelet reset` with the same directories"
+            )
         try:
-            self._parse(text)
+            self._parse(data)
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
-            raise NetworkError(
-                f"the IPAM state file {self.state_file} is corrupt ({exc}); "
-                "stop the daemon, delete or repair the file, and restart (pods lose their recorded addresses)"
-            ) from exc
+            raise _corrupt(self.state_file, exc) from exc
         log.info("Loaded pod address leases file=%s cidr=%s leases=%d", self.state_file, self.cidr, len(self._leases))
 
-    def _parse(self, text: str) -> None:
-        data = json.loads(text)
-        if not isinstance(data, dict) or data.get("version") != STATE_VERSION:
-            raise ValueError(f"expected a JSON object with version {STATE_VERSION}")
-        if data["cidr"] != str(self.cidr):
-            raise ValueError(f"it was written for pod CIDR {data['cidr']}, not {self.cidr}")
+    def _parse(self, data: dict[str, Any]) -> None:
         leases: dict[str, int] = {}
         used: set[int] = set()
         for uid, text_ip in dict(data["leases"]).items():
@@ -186,3 +180,37 @@ class Ipam:
                     os.unlink(tmp_name)
                 except OSError:
                     pass
+
+
+def _corrupt(state_file: pathlib.Path, exc: Exception) -> NetworkError:
+    return NetworkError(
+        f"the IPAM state file {state_file} is corrupt ({exc}); "
+        "stop the daemon, delete or repair the file, and restart (pods lose their recorded addresses)"
+    )
+
+
+def read_state(state_file: pathlib.Path) -> dict[str, Any] | None:
+    """The parsed state file (its version and CIDR checked), None if there is none; NetworkError if it cannot be
+    read or does not parse (the only case called "corrupt")."""
+    try:
+        text = state_file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise NetworkError(
+            f"reading the IPAM state file {state_file} failed: {exc.strerror}; check its permissions"
+        ) from exc
+    try:
+        data = json.loads(text)
+        if not isinstance(data, dict) or data.get("version") != STATE_VERSION:
+            raise ValueError(f"expected a JSON object with version {STATE_VERSION}")
+        ipaddress.IPv4Network(data["cidr"], strict=True)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise _corrupt(state_file, exc) from exc
+    return data
+
+
+def recorded_cidr(state_file: pathlib.Path) -> ipaddress.IPv4Network | None:
+    """The pod CIDR the state file was written for, None if there is no file; NetworkError if it is corrupt."""
+    data = read_state(state_file)
+    return None if data is None else ipaddress.IPv4Network(data["cidr"])

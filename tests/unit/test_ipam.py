@@ -9,7 +9,7 @@ import time
 import pytest
 
 from minikubelet.errors import NetworkError as ErrorsNetworkError
-from minikubelet.network.ipam import Ipam, NetworkError
+from minikubelet.network.ipam import Ipam, NetworkError, recorded_cidr
 
 A = ipaddress.IPv4Address
 N = ipaddress.IPv4Network
@@ -139,16 +139,38 @@ def test_state_persists_across_instances(state: pathlib.Path) -> None:
         json.dumps({"version": 1, "cidr": "10.213.7.0/24", "leases": {"a": "10.213.7.1"}}),
         json.dumps({"version": 1, "cidr": "10.213.7.0/24", "leases": {"a": "10.213.7.2", "b": "10.213.7.2"}}),
         json.dumps({"version": 1, "cidr": "10.213.7.0/24", "leases": {"a": "not-an-ip"}}),
-        json.dumps({"version": 1, "cidr": "10.213.8.0/24", "leases": {}}),
         json.dumps({"version": 1, "cidr": "10.213.7.0/24"}),
+        json.dumps({"version": 1, "cidr": "not-a-cidr", "leases": {}}),
     ],
-    ids=["syntax", "not-object", "outside-cidr", "gateway", "duplicate", "bad-ip", "other-cidr", "no-leases"],
+    ids=["syntax", "not-object", "outside-cidr", "gateway", "duplicate", "bad-ip", "no-leases", "bad-cidr"],
 )
 def test_corrupt_state_file_names_the_file(state: pathlib.Path, content: str) -> None:
     state.parent.mkdir(parents=True)
     state.write_text(content)
     with pytest.raises(NetworkError, match="IPAM state file .*ipam.json is corrupt"):
         make(state)
+
+
+def test_state_of_another_cidr_is_not_called_corrupt(state: pathlib.Path) -> None:
+    """A file written for another pod CIDR parses: the message names both CIDRs and the ways out, not "corrupt"."""
+    state.parent.mkdir(parents=True)
+    state.write_text(json.dumps({"version": 1, "cidr": "10.213.8.0/24", "leases": {"a": "10.213.8.2"}}))
+    with pytest.raises(NetworkError) as info:
+        make(state)
+    message = str(info.value)
+    assert "corrupt" not in message
+    assert "holds the leases of pod CIDR 10.213.8.0/24, not 10.213.7.0/24" in message
+    assert "--pod-cidr 10.213.8.0/24" in message and "minikubelet reset" in message
+    assert json.loads(state.read_text())["leases"] == {"a": "10.213.8.2"}, "the leases are left alone"
+
+
+def test_recorded_cidr(state: pathlib.Path) -> None:
+    assert recorded_cidr(state) is None
+    make(state, "10.213.9.0/24").allocate("a")
+    assert recorded_cidr(state) == N("10.213.9.0/24")
+    state.write_text("{not json")
+    with pytest.raises(NetworkError, match="ipam.json is corrupt"):
+        recorded_cidr(state)
 
 
 def test_write_failure_rolls_back(tmp_path: pathlib.Path) -> None:

@@ -26,7 +26,7 @@ ALLOWED: dict[str, set[str]] = {
     "pod.spec": set(),
     "pod.env": {"pod.spec"},
     "manifests": {"errors", "fileio", "pod.spec"},
-    "network": {"errors"},
+    "network": {"errors", "fileio"},
     "nsexec": set(),
     "runtime": {"errors", "network", "pod.spec"},
     "probe": {"errors", "pod.spec", "pod.env"},
