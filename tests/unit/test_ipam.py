@@ -210,7 +210,9 @@ def test_slash_16_is_fast(state: pathlib.Path) -> None:
     per_allocation = (time.perf_counter() - start) / 250
     assert addresses[0] == A("10.213.0.2")
     assert addresses[-1] == A("10.213.0.251")
-    assert per_allocation < 0.005, f"allocation took {per_allocation * 1000:.2f} ms"
+    # a guard against scanning all 65,534 addresses per allocation (which takes far longer), not a benchmark: each
+    # allocation fsyncs the state file, so a loaded machine reads several ms
+    assert per_allocation < 0.05, f"allocation took {per_allocation * 1000:.2f} ms"
 
 
 def test_wrap_around_in_slash_16_skips_busy(state: pathlib.Path) -> None:
