@@ -5,6 +5,6 @@ status rules (``status``, ``backoff``), the per-pod worker (``worker``) with its
 network, recreation, teardown; ``containers``: start/restart decisions and exits), the seams they share
 (``context``), the run-dir record (``record``), exec and logs (``exec``), env and $(VAR) (``env``), the v1 Pod
 object (``apiview``) and the sync loop over all workers (``manager``).
-May import: errors, events, timefmt, fileio, manifests (PodUpdate), runtime, network, probe. Only ``manager``,
+May import: errors, events, timefmt, fileio, manifests (PodUpdate), runtime, network, probe, images. Only ``manager``,
 the daemon and the API import ``worker``; its parts and readers take a ``PodState`` and the ``context`` types.
 """

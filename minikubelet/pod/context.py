@@ -10,7 +10,8 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from minikubelet.pod.spec import Pod
+from minikubelet.images.content import ResolvedImage
+from minikubelet.pod.spec import Container, Pod
 from minikubelet.probe import PodView
 
 
@@ -35,6 +36,24 @@ class Prober(Protocol):
     def remove_pod(self, uid: str) -> None: ...
 
     def trigger_readiness(self, uid: str, container: str) -> None: ...
+
+
+class ImageProvider(Protocol):
+    """What the container start path needs of images (images/manager.py): an image ready to run.
+
+    ``ensure`` applies the pull policy, pulls (sharing one pull between pods), unpacks the layers, records the
+    Pulling/Pulled/Failed/BackOff events through ``event`` and raises ImagePullError with the container's waiting
+    reason when the image cannot be had (yet). It never blocks the loop and may take long: callers run it in a
+    task of their own so that termination and other pods are never delayed.
+    """
+
+    async def ensure(
+        self, pod: Pod, container: Container, event: Callable[[str, str, str], None]
+    ) -> ResolvedImage: ...
+
+    def in_use(self, pod_uid: str, image_ids: set[str]) -> None:
+        """The images a pod's containers run now (for garbage collection); an empty set releases them."""
+        ...
 
 
 class WorkerHooks(Protocol):
