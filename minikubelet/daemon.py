@@ -158,7 +158,7 @@ class Daemon:
         self.api = ApiServer(s.listen_host, s.listen_port, self.manager.pods, lambda: self.version, self.events,
                              s.node, self.source.errors, node=self.node, store=ManifestStore(s.manifests),
                              defined=self.source.pod_by_key, next_version=self.next_version, token=access.token,
-                             loopback=access.loopback, ssl_context=access.ssl_context,
+                             ssl_context=access.ssl_context,
                              probe_stats=self._probe_stats, probe_metrics=self.probes.metrics.render)
 
     def _probe_stats(self) -> dict[str, Any]:
