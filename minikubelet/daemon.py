@@ -148,6 +148,8 @@ class Daemon:
         self.updates: asyncio.Queue[PodUpdate] = asyncio.Queue()
         self.source = FileSource(s.manifests, s.node, self.updates, rescan_interval=s.rescan_interval)
         self.manager = PodManager(self.ctx, self.updates)
+        self.source.on_refused = self._manifest_refused
+        self.node.refused = self.source.errors
         self.probes = ProbeManager()
         self.ctx.probes = self.probes
         if not serve:
@@ -158,6 +160,12 @@ class Daemon:
                              defined=self.source.pod_by_key, next_version=self.next_version, token=access.token,
                              loopback=access.loopback, ssl_context=access.ssl_context,
                              probe_stats=self._probe_stats, probe_metrics=self.probes.metrics.render)
+
+    def _manifest_refused(self, path: str, message: str) -> None:
+        """A refused manifest reaches kubectl users: a Warning event on the Node (describe node shows the file)."""
+        text = message if message.startswith(path) else f"{path}: {message}"
+        self.events.record_node(self.settings.node, "Warning", "FailedManifest", f"Manifest not applied: {text}")
+        self.node.version = self.next_version()
 
     def _probe_stats(self) -> dict[str, Any]:
         stats = getattr(self.probes, "stats", None)
