@@ -23,7 +23,7 @@ REGISTRY_BIN = "/usr/bin/docker-registry"
 
 
 @dataclass
-class TestRegistry:
+class LocalRegistry:
     host: str  # 127.0.0.1:<port>
     root: Path  # the registry's storage
     username: str = ""
@@ -56,7 +56,7 @@ def _config(root: Path, port: int, htpasswd: Path | None) -> str:
 @contextlib.contextmanager
 def running_registry(
     mode: str = "anonymous", username: str = "tester", password: str = "s3cret"
-) -> Iterator[TestRegistry]:
+) -> Iterator[LocalRegistry]:
     """Start a registry, wait until ``/v2/`` answers, and stop it (and remove its storage) on exit."""
     root = Path(tempfile.mkdtemp(prefix="mk-registry-"))
     htpasswd: Path | None = None
@@ -67,7 +67,7 @@ def running_registry(
         raise ValueError(f"unknown registry mode {mode!r}")
     port = free_port()
     (root / "config.yml").write_text(_config(root, port, htpasswd))
-    reg = TestRegistry(
+    reg = LocalRegistry(
         host=f"127.0.0.1:{port}",
         root=root,
         username=username if htpasswd else "",
