@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
 import json
 import os
@@ -91,6 +92,9 @@ def hostile(tmp: Path, kind: str) -> tuple[Layer, str]:
     if kind == "hardlink-absolute":
         b.hardlink("shadow", "/etc/shadow")
         return b.done(), "shadow"
+    if kind == "whiteout-dotdot":
+        b.dir("etc/sub").file("etc/sub/.wh...")
+        return b.done(), ".wh..."
     if kind == "device":
         b.chardev("mem", 1, 1)
         return b.done(), "mem"
@@ -98,7 +102,7 @@ def hostile(tmp: Path, kind: str) -> tuple[Layer, str]:
 
 
 @pytest.mark.parametrize("kind", ["traversal", "absolute", "symlink-write", "symlink-dotdot-write", "hardlink-out",
-                                  "hardlink-absolute", "device"])
+                                  "hardlink-absolute", "whiteout-dotdot", "device"])
 def test_hostile_layers_are_refused_naming_the_entry_and_touch_nothing(env: tuple[LayerStore, Blobs, Path],
                                                                        kind: str) -> None:
     store, blobs, tmp = env
@@ -223,6 +227,18 @@ asyncio.run(LayerStore(Path(sys.argv[2])).ensure_layers(c, lambda _d: Path(sys.a
 """
 
 
+def helpers(root: Path) -> list[int]:
+    """Pids of unpack helpers working under ``root``."""
+    out = []
+    for p in Path("/proc").iterdir():
+        if p.name.isdigit():
+            with contextlib.suppress(OSError):
+                cmdline = (p / "cmdline").read_bytes()
+                if str(root).encode() in cmdline and b"nsexec.unpack" in cmdline:
+                    out.append(int(p.name))
+    return out
+
+
 def test_a_daemon_killed_mid_unpack_leaves_no_complete_looking_layer(env: tuple[LayerStore, Blobs, Path]) -> None:
     store, blobs, tmp = env
     b = TarBuilder(tmp / "many.tar")
@@ -242,8 +258,15 @@ def test_a_daemon_killed_mid_unpack_leaves_no_complete_looking_layer(env: tuple[
             time.sleep(0.01)
         else:
             pytest.fail("the unpack never started")
+        os.kill(proc.pid, signal.SIGKILL)  # the daemon alone, as the OOM killer or an operator would
+        proc.wait()
+        deadline = time.monotonic() + 10  # its unpack helper dies with it (PDEATHSIG), so the tree stops changing
+        while helpers(store.root) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert helpers(store.root) == []
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
     assert not store.has(desc.diff_id) and store.list() == []
     assert all(name.startswith(".tmp-") for name in leftovers(store))
