@@ -6,15 +6,16 @@ land outside it whatever the archive says. On top of that every entry is checked
 whole layer, naming the entry: absolute names, ``..``, a parent that is a symlink (a write through a symlink),
 hard links whose target is outside or absent, and device nodes other than the overlay whiteout (char 0:0), as
 runc refuses mknod outside a user namespace. setuid/setgid bits are kept: the daemon is root, as containerd's.
-Mode, owner (numeric), xattrs and mtimes are kept. ``.wh.NAME`` becomes an overlay whiteout (char 0:0),
-``.wh..wh..opq`` sets ``trusted.overlay.opaque=y`` on its directory. The uncompressed stream is bounded by
-MAX_BYTES and its sha256 must be DIFF_ID. Prints one JSON line: ``{"ok": true, "size": N}`` or
-``{"ok": false, "error": "..."}`` (exit 1). Never deletes anything outside TARGET; the caller removes TARGET.
+Mode, owner (numeric), xattrs (but ``trusted.overlay.*``) and mtimes are kept. ``.wh.NAME`` becomes an overlay
+whiteout (char 0:0), ``.wh..wh..opq`` sets ``trusted.overlay.opaque=y`` on its directory. The uncompressed
+stream is bounded by MAX_BYTES and its sha256 must be DIFF_ID. Prints one JSON line: ``{"ok": true, "size": N}``
+or ``{"ok": false, "error": "..."}`` (exit 1). Never deletes anything outside TARGET; the caller removes TARGET.
 """
 
 from __future__ import annotations
 
 import ctypes
+import errno
 import hashlib
 import json
 import os
@@ -169,9 +170,16 @@ def apply_meta(name: str, m: tarfile.TarInfo) -> None:
     if not m.issym():
         os.chmod(name, m.mode & 0o7777)
     for key, value in (m.pax_headers or {}).items():
-        if key.startswith("SCHILY.xattr."):
-            os.setxattr(name, key[len("SCHILY.xattr."):], value.encode("utf-8", "surrogateescape"),
-                        follow_symlinks=False)
+        if not key.startswith("SCHILY.xattr."):
+            continue
+        attr = key[len("SCHILY.xattr."):]
+        if attr.startswith("trusted.overlay."):
+            continue  # overlay's own metadata (redirect, origin, opaque) comes only from whiteouts, never a layer
+        try:
+            os.setxattr(name, attr, value.encode("utf-8", "surrogateescape"), follow_symlinks=False)
+        except OSError as e:
+            if e.errno not in (errno.EOPNOTSUPP, errno.ENOTSUP):
+                raise  # a namespace the store's filesystem lacks is skipped, as Moby does
 
 
 def extract(tf: tarfile.TarFile) -> None:

@@ -147,7 +147,8 @@ def test_metadata_hard_links_and_absolute_symlinks_are_kept(env: tuple[LayerStor
     b = TarBuilder(tmp / "meta.tar").dir("usr").dir("usr/bin", mtime=1_500_000_000)
     b.file("usr/bin/su", b"#!/bin/sh\n", mode=0o4755, uid=0, gid=0)
     b.file("usr/bin/tool", b"tool", mode=0o750, uid=1234, gid=5678, mtime=1_400_000_000,
-           pax_headers={"SCHILY.xattr.user.origin": "test", "SCHILY.xattr.security.capability": CAP_NET_RAW})
+           pax_headers={"SCHILY.xattr.user.origin": "test", "SCHILY.xattr.security.capability": CAP_NET_RAW,
+                        "SCHILY.xattr.trusted.overlay.redirect": "/etc"})
     b.hardlink("usr/bin/tool2", "usr/bin/tool").dir("etc").symlink("etc/alt", "/usr/bin/tool")
     b.symlink("etc/rel", "../usr/bin/su")
     b.tf.addfile(__import__("tarfile").TarInfo("pipe"))  # a plain regular empty file stays fine
@@ -159,6 +160,7 @@ def test_metadata_hard_links_and_absolute_symlinks_are_kept(env: tuple[LayerStor
     assert os.stat(lower / "usr/bin/tool2").st_ino == tool.st_ino and tool.st_nlink == 2
     assert os.getxattr(lower / "usr/bin/tool", "user.origin") == b"test"
     assert os.getxattr(lower / "usr/bin/tool", "security.capability") == CAP
+    assert "trusted.overlay.redirect" not in os.listxattr(lower / "usr/bin/tool")  # a layer never sets overlay's own
     assert os.readlink(lower / "etc/alt") == "/usr/bin/tool"
     assert os.readlink(lower / "etc/rel") == "../usr/bin/su"
     assert os.stat(lower / "usr/bin").st_mtime == 1_500_000_000
