@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import errno
 import ipaddress
 import logging
 import secrets
@@ -22,6 +24,7 @@ log = logging.getLogger(__name__)
 
 TOKEN_FILE = "token"
 KUBECONFIG_FILE = "kubeconfig"
+KUBECONFIG_RETRY = 5  # seconds between attempts to write a kubeconfig a full disk refused
 
 
 def kubeconfig_path(data_dir: Path) -> Path:
@@ -58,7 +61,7 @@ def server_url(host: str, port: int, host_ip: str, tls: bool) -> str:
     return f"{'https' if tls else 'http'}://{shown}:{port}"
 
 
-def write_kubeconfig(data_dir: Path, server: str, token: str, node: str, ca_cert: Path | None) -> Path:
+def render_kubeconfig(server: str, token: str, ca_cert: Path | None) -> bytes:
     cluster: dict[str, str] = {"server": server}
     if ca_cert is not None:
         cluster["certificate-authority-data"] = base64.b64encode(ca_cert.read_bytes()).decode()
@@ -71,10 +74,46 @@ def write_kubeconfig(data_dir: Path, server: str, token: str, node: str, ca_cert
         "current-context": "minikubelet",
         "preferences": {},
     }
+    return yaml.safe_dump(config, sort_keys=False).encode()
+
+
+def write_kubeconfig(data_dir: Path, server: str, token: str, node: str, ca_cert: Path | None) -> bytes | None:
+    """Write ``<data-dir>/kubeconfig`` unless it already says the same. None when done; the wanted content when it
+    could not be written (a full disk): the old file, if any, is kept and the caller retries (``retry_kubeconfig``)."""
     path = kubeconfig_path(data_dir)
-    write_atomic(path, yaml.safe_dump(config, sort_keys=False).encode(), 0o600)
+    data = render_kubeconfig(server, token, ca_cert)
+    try:
+        if path.read_bytes() == data:
+            path.chmod(0o600)
+            log.info("Kubeconfig up to date file=%s server=%s node=%s", path, server, node)
+            return None
+    except OSError:
+        pass
+    if not try_write_kubeconfig(path, data):
+        return data
     log.info("Kubeconfig written file=%s server=%s node=%s", path, server, node)
-    return path
+    return None
+
+
+def try_write_kubeconfig(path: Path, data: bytes) -> bool:
+    try:
+        write_atomic(path, data, 0o600)
+    except OSError as e:
+        kept = "the old one is kept and may name an old address" if path.exists() else "kubectl has none yet"
+        log.error("Could not write the kubeconfig; %s; retrying every %d s (%s) file=%s error=%s", kept,
+                  KUBECONFIG_RETRY, "free space on its disk" if e.errno == errno.ENOSPC else "check its directory",
+                  path, e.strerror or e)
+        return False
+    return True
+
+
+async def retry_kubeconfig(path: Path, data: bytes, interval: float = KUBECONFIG_RETRY) -> None:
+    """Write the kubeconfig a full disk refused at start, as soon as it can be written."""
+    while True:
+        await asyncio.sleep(interval)
+        if await asyncio.to_thread(try_write_kubeconfig, path, data):
+            log.info("Kubeconfig written file=%s", path)
+            return
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +122,7 @@ class Access:
     loopback: bool
     ssl_context: ssl.SSLContext | None
     kubeconfig: Path
+    kubeconfig_pending: bytes | None = None  # what a full disk kept from being written (retry_kubeconfig)
 
 
 def self_signed(data_dir: Path, host: str, node: str) -> tuple[Path, Path]:
@@ -127,5 +167,5 @@ def setup_access(settings: Settings, host_ip: str) -> Access:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     token = load_or_create_token(settings.data_dir)
     server = server_url(settings.listen_host, settings.listen_port, host_ip, True)
-    path = write_kubeconfig(settings.data_dir, server, token, settings.node, cert)
-    return Access(token, loopback, context, path)
+    pending = write_kubeconfig(settings.data_dir, server, token, settings.node, cert)
+    return Access(token, loopback, context, kubeconfig_path(settings.data_dir), pending)
