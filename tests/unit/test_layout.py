@@ -30,16 +30,17 @@ ALLOWED: dict[str, set[str]] = {
     "nsexec": set(),
     "runtime": {"errors", "network", "pod.spec"},
     "probe": {"errors", "pod.spec", "pod.env"},
-    "node": {"errors", "settings", "timefmt", "fileio", "pod.spec", "version", "images"},
+    "node": {"errors", "settings", "timefmt", "fileio", "pod.spec", "version", "images", "cgroups"},
     "images": {"errors", "fileio", "timefmt", "version"},
     "pod": {"errors", "events", "timefmt", "fileio", "manifests", "runtime", "network", "probe", "pod.spec",
-            "pod.env", "images"},
+            "pod.env", "images", "cgroups"},
     "api": {"errors", "events", "timefmt", "fileio", "settings", "manifests", "runtime", "network", "probe", "node",
             "pod", "pod.spec", "pod.env", "version", "images"},
     "daemon": {"*"},
     "cli": {"*"},
     "__main__": {"*"},
     "version": set(),
+    "cgroups": {"errors"},
 }
 
 
