@@ -12,6 +12,8 @@ from enum import StrEnum
 from fractions import Fraction
 from typing import Any
 
+from minikubelet.pod.spec import Container, PodSpec
+
 MIN_SHARES = 2
 MAX_SHARES = 262144
 SHARES_PER_CPU = 1024
@@ -237,3 +239,14 @@ def pod_config(init: list[Resources], app: list[Resources], pids_limit: int | No
         if not all(c.limits.get("memory") for c in everyone):
             memory = None
     return CgroupConfig(cpu_shares=shares, cpu_quota_us=quota, memory_limit=memory, pids_max=pids)
+
+
+def of_container(c: Container) -> Resources:
+    """A parsed container's resources (the manifest loader has validated and defaulted them)."""
+    requests = {k: parse_quantity(v) for k, v in c.requests}
+    limits = {k: parse_quantity(v) for k, v in c.limits}
+    return Resources({**limits, **requests}, limits)
+
+
+def pod_qos(spec: PodSpec) -> QOSClass:
+    return qos_class(of_container(c) for c in (*spec.init_containers, *spec.containers))

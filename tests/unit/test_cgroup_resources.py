@@ -116,3 +116,29 @@ def test_detects_hybrid_as_v1_and_unified_as_v2() -> None:
     assert m.version == 1 and str(m.v1["memory"]) == "/sys/fs/cgroup/memory" and str(m.v1["cpuacct"]).endswith("acct")
     v2 = parse_mountinfo("29 23 0:26 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw,nsdelegate\n")
     assert v2.version == 2 and v2.v1 == {}
+
+
+def manifest(resources: object) -> bytes:
+    import json
+    return json.dumps({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+                       "spec": {"containers": [{"name": "c", "image": "busybox", "resources": resources}]}}).encode()
+
+
+def test_manifest_defaults_requests_and_reports_qos() -> None:
+    from minikubelet.manifests.manifest import load_pods
+    [pod] = load_pods("p.yaml", manifest({"limits": {"cpu": "1", "memory": "64Mi"}}), "node")
+    assert pod.spec.containers[0].requests == (("cpu", "1"), ("memory", "64Mi"))
+    assert pod.manifest["spec"]["containers"][0]["resources"]["requests"] == {"cpu": "1", "memory": "64Mi"}
+    assert r.pod_qos(pod.spec) is r.QOSClass.GUARANTEED
+    [pod] = load_pods("p.yaml", manifest({"requests": {"memory": "64Mi"}}), "node")
+    assert r.pod_qos(pod.spec) is r.QOSClass.BURSTABLE
+
+
+def test_manifest_refuses_request_above_limit() -> None:
+    from minikubelet.errors import ManifestError
+    from minikubelet.manifests.manifest import load_pods
+    with pytest.raises(ManifestError) as err:
+        load_pods("p.yaml", manifest({"requests": {"memory": "1Gi"}, "limits": {"memory": "64Mi", "cpu": "x"}}), "node")
+    text = str(err.value)
+    assert 'spec.containers[0].resources.limits[cpu]: Invalid value: "x"' in text
+    assert "must be less than or equal to memory limit of 64Mi" in text

@@ -25,7 +25,7 @@ ALLOWED: dict[str, set[str]] = {
     "events": {"timefmt"},
     "pod.spec": set(),
     "pod.env": {"pod.spec"},
-    "manifests": {"errors", "fileio", "pod.spec"},
+    "manifests": {"errors", "fileio", "pod.spec", "cgroups"},
     "network": {"errors", "fileio"},
     "nsexec": set(),
     "runtime": {"errors", "network", "pod.spec"},
@@ -40,7 +40,7 @@ ALLOWED: dict[str, set[str]] = {
     "cli": {"*"},
     "__main__": {"*"},
     "version": set(),
-    "cgroups": {"errors"},
+    "cgroups": {"errors", "pod.spec"},
 }
 
 
