@@ -23,7 +23,7 @@ from minikubelet.api import pods as api_pods
 from minikubelet.api.auth import auth_middleware
 from minikubelet.api.context import ApiContext
 from minikubelet.api.errors import ApiError, not_found, status
-from minikubelet.api.listener import DualListener
+from minikubelet.api.listener import ConnectionTracker, DualListener, raise_fd_limit
 from minikubelet.api.metrics import Sampler
 from minikubelet.api.pods import check_name, check_namespace
 from minikubelet.api.watch import WatchHub
@@ -96,8 +96,10 @@ class ApiServer:
         self._cache: dict[str, tuple[int, int, float, dict[str, Any]]] = {}
         self._runner: web.AppRunner | None = None
         self._listener: DualListener | None = None
-        self.app = web.Application(middlewares=[error_middleware, auth_middleware(token)],
-                                   client_max_size=MAX_BODY)
+        self.connections = ConnectionTracker.for_fd_limit(raise_fd_limit())
+        self.app = web.Application(
+            middlewares=[self.connections.middleware(), error_middleware, auth_middleware(token)],
+            client_max_size=MAX_BODY)
         self.app.add_routes([
             web.get("/healthz", self.healthz), web.get("/healthz/ping", self.healthz),
             web.get("/pods", self.list_pods), web.get("/pods/", self.list_pods),
@@ -170,7 +172,7 @@ class ApiServer:
         self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
         await self._runner.setup()
         assert self._runner.server is not None
-        self._listener = DualListener(self._runner.server, self.host, self.port, self._ssl)
+        self._listener = DualListener(self._runner.server, self.host, self.port, self._ssl, self.connections)
         await self._listener.start()
         log.info("API listening address=%s:%d https=%s http=yes", self.host, self.port, self._ssl is not None)
 
