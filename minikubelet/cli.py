@@ -12,7 +12,13 @@ from pathlib import Path
 
 from minikubelet import __version__
 from minikubelet.errors import MinikubeletError
-from minikubelet.node.kubeconfig import is_loopback, kubeconfig_path
+from minikubelet.node.kubeconfig import (
+    is_loopback,
+    kubeconfig_path,
+    parse_group,
+    parse_mode,
+    write_user_kubeconfig,
+)
 from minikubelet.settings import Settings, parse_listen
 
 log = logging.getLogger("minikubelet")
@@ -36,6 +42,11 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="serve HTTPS with this PEM certificate (required when --listen is beyond loopback)")
     p.add_argument("--tls-key", type=Path, default=None, metavar="FILE", help="the PEM private key of --tls-cert")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    p.add_argument("--write-kubeconfig-mode", default="600", metavar="MODE",
+                   help="octal mode of <data-dir>/kubeconfig, as k3s (default: %(default)s; whoever can read it "
+                        "can use the API)")
+    p.add_argument("--write-kubeconfig-group", default=None, metavar="GROUP",
+                   help="group of <data-dir>/kubeconfig (with a mode such as 640: that group's users run kubectl)")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -51,6 +62,8 @@ def parser() -> argparse.ArgumentParser:
                     "flags are accepted and ignored."))
     kc = sub.add_parser("kubeconfig", help="print the path of the kubeconfig the daemon writes (use as KUBECONFIG)")
     kc.add_argument("--data-dir", type=Path, default=Settings().data_dir, metavar="DIR", help="default: %(default)s")
+    kc.add_argument("--user", default=None, metavar="NAME",
+                    help="write the kubeconfig into NAME's ~/.kube/config (merged, owned by NAME; run as root)")
     get = sub.add_parser(
         "get", help="print the daemon's pods, events or refused manifests (JSON, read with the API token)",
         description="Read the daemon's debug endpoints /pods, /events or /manifests/errors with the bearer token in "
@@ -117,6 +130,11 @@ def settings_from(args: argparse.Namespace) -> Settings:
         raise SystemExit(f"minikubelet: {e}") from None
     if (args.tls_cert is None) != (args.tls_key is None):
         raise SystemExit("minikubelet: give both --tls-cert and --tls-key, or neither")
+    try:
+        kubeconfig_mode = parse_mode(args.write_kubeconfig_mode)
+        kubeconfig_group = None if args.write_kubeconfig_group is None else parse_group(args.write_kubeconfig_group)
+    except ValueError as e:
+        raise SystemExit(f"minikubelet: {e}") from None
     if args.tls_cert is None and not is_loopback(host):
         raise SystemExit(f"minikubelet: --listen {args.listen} is beyond loopback: give --tls-cert and --tls-key "
                          "(HTTPS) so the API token never crosses the network in clear")
@@ -125,6 +143,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         listen_host=host, listen_port=port, rescan_interval=args.rescan_interval,
         tls_cert=args.tls_cert.absolute() if args.tls_cert else None,
         tls_key=args.tls_key.absolute() if args.tls_key else None,
+        kubeconfig_mode=kubeconfig_mode, kubeconfig_group=kubeconfig_group,
     )
 
 
@@ -135,6 +154,15 @@ def main(argv: list[str] | None = None) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    if args.command == "kubeconfig" and args.user is not None:
+        try:
+            target = write_user_kubeconfig(args.data_dir.absolute(), args.user)
+        except MinikubeletError as e:
+            raise SystemExit(f"minikubelet: {e}") from None
+        print(target)
+        print(f"minikubelet: {args.user} can now run kubectl (context minikubelet) with no KUBECONFIG",
+              file=sys.stderr)
+        return
     if args.command == "kubeconfig":
         path = kubeconfig_path(args.data_dir.absolute())
         print(path)

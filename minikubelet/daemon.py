@@ -150,6 +150,8 @@ class Daemon:
         self.updates: asyncio.Queue[PodUpdate] = asyncio.Queue()
         self.source = FileSource(s.manifests, s.node, self.updates, rescan_interval=s.rescan_interval)
         self.manager = PodManager(self.ctx, self.updates)
+        self.source.on_refused = self._manifest_refused
+        self.node.refused = self.source.errors
         self.probes = ProbeManager()
         self.ctx.probes = self.probes
         if not serve:
@@ -160,6 +162,12 @@ class Daemon:
                              defined=self.source.pod_by_key, next_version=self.next_version, token=access.token,
                              ssl_context=access.ssl_context,
                              probe_stats=self._probe_stats, probe_metrics=self.probes.metrics.render)
+
+    def _manifest_refused(self, path: str, message: str) -> None:
+        """A refused manifest reaches kubectl users: a Warning event on the Node (describe node shows the file)."""
+        text = message if message.startswith(path) else f"{path}: {message}"
+        self.events.record_node(self.settings.node, "Warning", "FailedManifest", f"Manifest not applied: {text}")
+        self.node.version = self.next_version()
 
     def _probe_stats(self) -> dict[str, Any]:
         stats = getattr(self.probes, "stats", None)
@@ -237,7 +245,8 @@ class Daemon:
             kubeconfig_task = None  # a full disk refused the kubeconfig: write it once it can be
             if self.access.kubeconfig_pending is not None:
                 kubeconfig_task = asyncio.create_task(
-                    retry_kubeconfig(self.access.kubeconfig, self.access.kubeconfig_pending), name="kubeconfig")
+                    retry_kubeconfig(self.access.kubeconfig, self.access.kubeconfig_pending,
+                                     mode=s.kubeconfig_mode, gid=s.kubeconfig_group), name="kubeconfig")
             log.info("minikubelet is running node=%s manifests=%s bridge=%s podCIDR=%s", s.node, s.manifests,
                      s.bridge, s.pod_cidr)
             await self.stop_event.wait()
