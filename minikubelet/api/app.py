@@ -17,7 +17,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from minikubelet.api import access, discovery, metrics, nodes, podpatch, unserved
+from minikubelet.api import access, discovery, logfilter, metrics, nodes, podpatch, unserved
 from minikubelet.api import events as api_events
 from minikubelet.api import pods as api_pods
 from minikubelet.api.auth import auth_middleware
@@ -166,6 +166,7 @@ class ApiServer:
     # ----- lifecycle -----------------------------------------------------------------------------------------------
 
     async def start(self) -> None:
+        logfilter.install()
         self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
         await self._runner.setup()
         assert self._runner.server is not None

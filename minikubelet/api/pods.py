@@ -32,7 +32,7 @@ from minikubelet.api.errors import (
 from minikubelet.api.selectors import FieldMatcher, LabelMatcher, field_selector, label_selector
 from minikubelet.api.tables import POD_COLUMNS, TABLE_CONTENT_TYPE, pod_row, table
 from minikubelet.errors import ManifestError
-from minikubelet.manifests.manifest import pod_from_dict
+from minikubelet.manifests.manifest import MAX_NESTING, nesting_problem, pod_from_dict
 from minikubelet.manifests.store import StoreError, clean_document
 from minikubelet.manifests.validation import is_dns1123_label, is_dns1123_subdomain
 from minikubelet.pod.spec import Pod
@@ -111,10 +111,18 @@ async def read_object(request: web.Request, kinds: tuple[str, ...], what: str) -
     raw = await request.read()  # aiohttp refuses bodies over client_max_size (1 MiB) with 413
     try:
         if ctype.endswith("yaml"):  # application/yaml, application/apply-patch+yaml (JSON is YAML too)
-            return yaml.safe_load(raw.decode("utf-8"))
-        return json.loads(raw)
+            obj = yaml.safe_load(raw.decode("utf-8"))
+        else:
+            obj = json.loads(raw)
+    except RecursionError:
+        raise bad_request(f"{what}: the request body nests maps and lists more than {MAX_NESTING} levels deep; "
+                          "a Pod needs far fewer") from None
     except (ValueError, yaml.YAMLError) as e:
         raise bad_request(f"{what}: the request body is not valid {ctype.split('/')[-1]}: {e}") from None
+    deep = nesting_problem(obj)
+    if deep is not None:
+        raise bad_request(f"{what}: the request body is refused: {deep.replace('the document ', '', 1)}")
+    return obj
 
 
 def validated_pod(server: ApiContext, doc: dict[str, Any], path: Path, name: str, strict: bool) -> Pod:

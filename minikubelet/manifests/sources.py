@@ -84,8 +84,11 @@ def _open_checked(path: str) -> tuple[int, int] | None:
             raise ManifestError(path, [f"refused: {what} is not a regular file; fix the link or remove it: rm {path}"])
     elif stat.S_ISREG(lst.st_mode):
         flags |= os.O_NOFOLLOW
-    else:
-        return None  # directory, socket, fifo, device: not a manifest
+    elif stat.S_ISDIR(lst.st_mode):
+        return None  # subdirectories are not read (as the kubelet's file source)
+    else:  # never opened (a FIFO would block), but said: a file named like a manifest that is not one is a mistake
+        kind = "a FIFO" if stat.S_ISFIFO(lst.st_mode) else "a socket" if stat.S_ISSOCK(lst.st_mode) else "a device"
+        raise ManifestError(path, [f"refused: it is {kind}, not a regular file; replace it with a file: rm {path}"])
     try:
         fd = os.open(path, flags)
     except FileNotFoundError:
