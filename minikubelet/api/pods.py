@@ -104,6 +104,12 @@ def list_query(request: web.Request, field_names: tuple[str, ...], resource: str
 async def read_object(request: web.Request, kinds: tuple[str, ...], what: str) -> Any:
     """The request body as JSON (or YAML for application/yaml): 415 for another type, 413 over 1 MiB, 400 if bad."""
     ctype = request.content_type
+    if ctype == "application/vnd.kubernetes.protobuf":  # kubectl debug --copy-to and debug node/NAME send these
+        raise ApiError(415, "UnsupportedMediaType",
+                       f"{what}: this API reads JSON and YAML bodies, not protobuf (what kubectl debug --copy-to and "
+                       "kubectl debug node/NAME send): to debug a copy, kubectl get pod NAME -o yaml > copy.yaml, "
+                       "edit its name and command, then kubectl create -f copy.yaml; to debug the node, you are on it "
+                       "(nsenter and the host's tools work there); see 'Not supported' in minikubelet's README")
     if ctype not in kinds:
         accepted = ", ".join(kinds)
         raise ApiError(415, "UnsupportedMediaType",
