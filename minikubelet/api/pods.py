@@ -31,6 +31,7 @@ from minikubelet.api.errors import (
 )
 from minikubelet.api.selectors import FieldMatcher, LabelMatcher, field_selector, label_selector
 from minikubelet.api.tables import POD_COLUMNS, TABLE_CONTENT_TYPE, pod_row, table
+from minikubelet.api.warnings import with_unenforced
 from minikubelet.errors import ManifestError
 from minikubelet.manifests.manifest import pod_from_dict
 from minikubelet.manifests.store import StoreError, clean_document
@@ -256,7 +257,7 @@ async def create_pod(server: ApiContext, request: web.Request) -> web.Response:
     strict = request.query.get("fieldValidation", "Strict") == "Strict"
     async with server.write_lock:
         w = await create_locked(server, ns, name, doc, strict)
-    return web.json_response(server.snapshot(w), status=201)
+    return with_unenforced(web.json_response(server.snapshot(w), status=201), w.pod.manifest)
 
 
 async def delete_pod(server: ApiContext, request: web.Request) -> web.Response:
