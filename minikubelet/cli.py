@@ -1,4 +1,4 @@
-"""``minikubelet run|reset|kubeconfig``: map command-line flags to Settings and start the Daemon (uvicorn's main.py)."""
+"""``minikubelet run|reset|kubeconfig|get``: map flags to Settings and start the Daemon (uvicorn's main.py)."""
 
 from __future__ import annotations
 
@@ -64,7 +64,49 @@ def parser() -> argparse.ArgumentParser:
     kc.add_argument("--data-dir", type=Path, default=Settings().data_dir, metavar="DIR", help="default: %(default)s")
     kc.add_argument("--user", default=None, metavar="NAME",
                     help="write the kubeconfig into NAME's ~/.kube/config (merged, owned by NAME; run as root)")
+    get = sub.add_parser(
+        "get", help="print the daemon's pods, events or refused manifests (JSON, read with the API token)",
+        description="Read the daemon's debug endpoints /pods, /events or /manifests/errors with the bearer token in "
+                    "<data-dir>/token (every endpoint but /healthz needs it, loopback included).")
+    get.add_argument("what", choices=sorted(GET_PATHS), help="what to print")
+    get.add_argument("--data-dir", type=Path, default=Settings().data_dir, metavar="DIR", help="default: %(default)s")
+    get.add_argument("--listen", default="127.0.0.1:10250", metavar="HOST:PORT",
+                     help="the daemon's --listen (default: %(default)s)")
     return p
+
+
+GET_PATHS = {"pods": "/pods", "events": "/events", "manifest-errors": "/manifests/errors"}
+
+
+def get_command(args: argparse.Namespace) -> None:
+    """``minikubelet get``: one GET of a debug endpoint with the token, printed as indented JSON."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    token_path = args.data_dir.absolute() / "token"
+    try:
+        token = token_path.read_text().strip()
+    except OSError as e:
+        raise SystemExit(f"minikubelet: cannot read the API token {token_path}: {e.strerror or e} (the daemon "
+                         "writes it at start; give the daemon's --data-dir, and run as root)") from None
+    try:
+        host, port = parse_listen(args.listen)
+    except ValueError as e:
+        raise SystemExit(f"minikubelet: {e}") from None
+    host = "127.0.0.1" if host in ("0.0.0.0", "") else ("::1" if host == "::" else host)
+    url = f"http://{'[' + host + ']' if ':' in host else host}:{port}{GET_PATHS[args.what]}"
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(request, timeout=30) as r:
+            body = json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        raise SystemExit(f"minikubelet: {url} answered {e.code} {e.reason}") from None
+    except (OSError, ValueError) as e:
+        raise SystemExit(f"minikubelet: cannot read {url}: {e} (is the daemon running with --listen "
+                         f"{args.listen}?)") from None
+    print(json.dumps(body, indent=2))
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
@@ -126,6 +168,9 @@ def main(argv: list[str] | None = None) -> None:
         print(path)
         if not path.exists():
             print(f"minikubelet: {path} does not exist yet; it is written when the daemon starts", file=sys.stderr)
+        return
+    if args.command == "get":
+        get_command(args)
         return
     if os.geteuid() != 0:
         raise SystemExit("minikubelet: needs root (it creates namespaces, veths and a bridge): run it with sudo")

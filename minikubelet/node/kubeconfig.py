@@ -5,7 +5,9 @@ read it can use the API). ``minikubelet kubeconfig --user NAME`` copies it into 
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import errno
 import grp
 import ipaddress
 import logging
@@ -28,6 +30,7 @@ log = logging.getLogger(__name__)
 
 TOKEN_FILE = "token"
 KUBECONFIG_FILE = "kubeconfig"
+KUBECONFIG_RETRY = 5  # seconds between attempts to write a kubeconfig a full disk refused
 
 
 def kubeconfig_path(data_dir: Path) -> Path:
@@ -95,8 +98,7 @@ def open_data_dir(data_dir: Path, mode: int) -> None:
         log.info("Data directory made searchable for the kubeconfig dir=%s mode=%04o", data_dir, current | search)
 
 
-def write_kubeconfig(data_dir: Path, server: str, token: str, node: str, ca_cert: Path | None,
-                     mode: int = 0o600, gid: int | None = None) -> Path:
+def render_kubeconfig(server: str, token: str, ca_cert: Path | None) -> bytes:
     cluster: dict[str, str] = {"server": server}
     if ca_cert is not None:
         cluster["certificate-authority-data"] = base64.b64encode(ca_cert.read_bytes()).decode()
@@ -109,10 +111,51 @@ def write_kubeconfig(data_dir: Path, server: str, token: str, node: str, ca_cert
         "current-context": "minikubelet",
         "preferences": {},
     }
+    return yaml.safe_dump(config, sort_keys=False).encode()
+
+
+def write_kubeconfig(data_dir: Path, server: str, token: str, node: str, ca_cert: Path | None,
+                     mode: int = 0o600, gid: int | None = None) -> bytes | None:
+    """Write ``<data-dir>/kubeconfig`` (``mode``, group ``gid``) unless it already says the same. None when done;
+    the wanted content when it could not be written (a full disk): the old file, if any, is kept and the caller
+    retries (``retry_kubeconfig``)."""
     path = kubeconfig_path(data_dir)
-    write_atomic(path, yaml.safe_dump(config, sort_keys=False).encode(), mode, gid=gid)
+    data = render_kubeconfig(server, token, ca_cert)
+    try:
+        if path.read_bytes() == data:
+            path.chmod(mode)
+            if gid is not None:
+                os.chown(path, -1, gid)
+            log.info("Kubeconfig up to date file=%s server=%s node=%s mode=%04o", path, server, node, mode)
+            return None
+    except OSError:
+        pass
+    if not try_write_kubeconfig(path, data, mode, gid):
+        return data
     log.info("Kubeconfig written file=%s server=%s node=%s mode=%04o", path, server, node, mode)
-    return path
+    return None
+
+
+def try_write_kubeconfig(path: Path, data: bytes, mode: int = 0o600, gid: int | None = None) -> bool:
+    try:
+        write_atomic(path, data, mode, gid=gid)
+    except OSError as e:
+        kept = "the old one is kept and may name an old address" if path.exists() else "kubectl has none yet"
+        log.error("Could not write the kubeconfig; %s; retrying every %d s (%s) file=%s error=%s", kept,
+                  KUBECONFIG_RETRY, "free space on its disk" if e.errno == errno.ENOSPC else "check its directory",
+                  path, e.strerror or e)
+        return False
+    return True
+
+
+async def retry_kubeconfig(path: Path, data: bytes, interval: float = KUBECONFIG_RETRY, mode: int = 0o600,
+                           gid: int | None = None) -> None:
+    """Write the kubeconfig a full disk refused at start, as soon as it can be written."""
+    while True:
+        await asyncio.sleep(interval)
+        if await asyncio.to_thread(try_write_kubeconfig, path, data, mode, gid):
+            log.info("Kubeconfig written file=%s", path)
+            return
 
 
 def _merged(existing: object, ours: dict[str, object]) -> dict[str, object]:
@@ -183,6 +226,7 @@ class Access:
     loopback: bool
     ssl_context: ssl.SSLContext | None
     kubeconfig: Path
+    kubeconfig_pending: bytes | None = None  # what a full disk kept from being written (retry_kubeconfig)
 
 
 def self_signed(data_dir: Path, host: str, node: str) -> tuple[Path, Path]:
@@ -227,8 +271,8 @@ def setup_access(settings: Settings, host_ip: str) -> Access:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     token = load_or_create_token(settings.data_dir)
     server = server_url(settings.listen_host, settings.listen_port, host_ip, True)
-    path = write_kubeconfig(settings.data_dir, server, token, settings.node, cert, settings.kubeconfig_mode,
-                            settings.kubeconfig_group)
+    pending = write_kubeconfig(settings.data_dir, server, token, settings.node, cert, settings.kubeconfig_mode,
+                               settings.kubeconfig_group)
     if settings.kubeconfig_mode & 0o044:
         open_data_dir(settings.data_dir, settings.kubeconfig_mode)
-    return Access(token, loopback, context, path)
+    return Access(token, loopback, context, kubeconfig_path(settings.data_dir), pending)
