@@ -48,3 +48,15 @@ def test_missing_pod_is_not_found(kubectl: Kubectl) -> None:
     for args in (["debug", "nope", "--image=busybox"], ["attach", "nope"]):
         r = kubectl.run(*args, check=False)
         assert r.returncode == 1 and 'pods "nope" not found' in r.stderr, r.stderr
+
+
+def test_run_rm_i_falls_back_to_logs_with_the_reason(kubectl: Kubectl, daemon: DaemonHarness) -> None:
+    """``kubectl run --rm -i --restart=Never`` creates the pod (warning that stdin is not enforced), cannot attach
+    (saying why), streams the output instead and deletes the pod."""
+    r = kubectl.run("run", "--rm", "-i", "--restart=Never", "once", "--image=busybox",
+                    "--annotations=minikubelet.io/node-filesystem=true", "--", "echo", "hello-from-once")
+    assert "hello-from-once" in r.stdout and 'pod "once" deleted' in r.stdout, r
+    assert "Warning: spec.containers[0].stdin is accepted but not enforced" in r.stderr, r.stderr
+    assert 'falling back to streaming logs: unable to upgrade connection: attaching to pod "once"' in r.stderr
+    assert "panic" not in r.stderr
+    daemon.wait_gone("once")
