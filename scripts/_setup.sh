@@ -21,7 +21,8 @@
 
 MK_TOP="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
 MK_VENV="$MK_TOP/.venv"
-MK_APT_PACKAGES=(python3 iproute2 busybox-static procps tmux openssl gcc libc6-dev)
+MK_APT_PACKAGES=(python3 iproute2 busybox-static procps tmux openssl gcc libc6-dev docker-registry apache2-utils
+                 zstd mmdebstrap)
 
 mk_die() {
     echo "minikubelet setup: $*" >&2

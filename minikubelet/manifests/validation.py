@@ -13,6 +13,8 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from minikubelet.images import reference
+
 DNS1123_LABEL_FMT = "[a-z0-9]([-a-z0-9]*[a-z0-9])?"
 DNS1123_SUBDOMAIN_FMT = DNS1123_LABEL_FMT + "(\\." + DNS1123_LABEL_FMT + ")*"
 QUALIFIED_NAME_FMT = "([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]"
@@ -322,6 +324,17 @@ def _duplicate_container_names(spec: Mapping[str, Any]) -> list[str]:
     return errs
 
 
+def validate_image(image: str, path: str) -> list[str]:
+    """A reference the runtime can pull (the kubelet's InvalidImageName, caught before any traffic)."""
+    if image != image.strip():
+        return [invalid(path, image, "must not have leading or trailing whitespace")]
+    try:
+        reference.parse(image)
+    except reference.InvalidReference as e:
+        return [invalid(path, image, f"{e} (write a reference such as nginx:1.14 or registry.example:5000/app:v1)")]
+    return []
+
+
 def validate_container_list(containers: Sequence[Mapping[str, Any]], path: str, *, init: bool) -> list[str]:
     errs: list[str] = []
     for i, container in enumerate(containers):
@@ -333,6 +346,8 @@ def validate_container(c: Mapping[str, Any], path: str, *, init: bool = False) -
     errs = validate_dns1123_label(c.get("name", ""), f"{path}.name")
     if not c.get("image", "").strip():
         errs.append(required(f"{path}.image"))
+    else:
+        errs += validate_image(c["image"], f"{path}.image")
     errs += validate_one_of(c.get("imagePullPolicy"), f"{path}.imagePullPolicy", PULL_POLICIES)
     errs += validate_one_of(
         c.get("terminationMessagePolicy"), f"{path}.terminationMessagePolicy", TERMINATION_MESSAGE_POLICIES
