@@ -118,6 +118,11 @@ class ApiServer:
             web.post(POD + "/exec", self.route(self._delegate("exec"))),
             web.get(POD + "/portforward", self.route(self._delegate("portforward"))),
             web.post(POD + "/portforward", self.route(self._delegate("portforward"))),
+            web.get(POD + "/attach", self.route(self._delegate("attach"))),
+            web.post(POD + "/attach", self.route(self._delegate("attach"))),
+            web.get(POD + "/ephemeralcontainers", self.route(self._ephemeral)),
+            web.patch(POD + "/ephemeralcontainers", self.route(self._ephemeral)),
+            web.put(POD + "/ephemeralcontainers", self.route(self._ephemeral)),
             web.get("/api/v1/nodes", self.route(nodes.list_nodes)),
             web.get("/api/v1/nodes/{name}", self.route(nodes.get_node)),
             web.get("/api/v1/nodes/{name}/proxy/metrics/probes", self.node_probe_metrics),
@@ -148,6 +153,14 @@ class ApiServer:
             return await handler(self, request)
 
         return call
+
+    @staticmethod
+    async def _ephemeral(server: ApiContext, request: web.Request) -> web.StreamResponse:
+        from minikubelet.api import attach
+
+        check_namespace(request.match_info["namespace"])
+        check_name("pod", request.match_info["name"])
+        return await attach.ephemeral_containers(server, request)
 
     @staticmethod
     def _delegate(module: str) -> Route:

@@ -31,6 +31,7 @@ from minikubelet.api.errors import (
 )
 from minikubelet.api.selectors import FieldMatcher, LabelMatcher, field_selector, label_selector
 from minikubelet.api.tables import POD_COLUMNS, TABLE_CONTENT_TYPE, pod_row, table
+from minikubelet.api.warnings import with_unenforced
 from minikubelet.errors import ManifestError
 from minikubelet.manifests.manifest import MAX_NESTING, nesting_problem, pod_from_dict
 from minikubelet.manifests.store import StoreError, clean_document
@@ -104,6 +105,12 @@ def list_query(request: web.Request, field_names: tuple[str, ...], resource: str
 async def read_object(request: web.Request, kinds: tuple[str, ...], what: str) -> Any:
     """The request body as JSON (or YAML for application/yaml): 415 for another type, 413 over 1 MiB, 400 if bad."""
     ctype = request.content_type
+    if ctype == "application/vnd.kubernetes.protobuf":  # kubectl debug --copy-to and debug node/NAME send these
+        raise ApiError(415, "UnsupportedMediaType",
+                       f"{what}: this API reads JSON and YAML bodies, not protobuf (what kubectl debug --copy-to and "
+                       "kubectl debug node/NAME send): to debug a copy, kubectl get pod NAME -o yaml > copy.yaml, "
+                       "edit its name and command, then kubectl create -f copy.yaml; to debug the node, you are on it "
+                       "(nsenter and the host's tools work there); see 'Not supported' in minikubelet's README")
     if ctype not in kinds:
         accepted = ", ".join(kinds)
         raise ApiError(415, "UnsupportedMediaType",
@@ -258,7 +265,7 @@ async def create_pod(server: ApiContext, request: web.Request) -> web.Response:
     strict = request.query.get("fieldValidation", "Strict") == "Strict"
     async with server.write_lock:
         w = await create_locked(server, ns, name, doc, strict)
-    return web.json_response(server.snapshot(w), status=201)
+    return with_unenforced(web.json_response(server.snapshot(w), status=201), w.pod.manifest)
 
 
 async def delete_pod(server: ApiContext, request: web.Request) -> web.Response:

@@ -158,7 +158,8 @@ class FileSource:
         self._full = False  # a full rescan was requested (overflow, watch re-created, directory event)
         self._watcher: inotify.InotifyWatcher | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-        # called (path, message) when a file is newly refused or its refusal changes (the daemon makes it an event)
+        # called (path, message) when a file is newly refused or its refusal changes (the daemon makes it an event),
+        # and (path, "") when a refusal clears
         self.on_refused: Callable[[str, str], None] | None = None
 
     async def start(self) -> None:
@@ -404,6 +405,8 @@ class FileSource:
                     self.on_refused(path, message)
         for path in self._errors.keys() - errors.keys():
             log.info("Manifest error cleared file=%s", path)
+            if self.on_refused is not None:
+                self.on_refused(path, "")
         changed = bool(updates) or errors != self._errors
         self._errors = errors
         if changed:
