@@ -79,6 +79,9 @@ class ConnectionTracker:
     def admit(self, address: str) -> Conn | None:
         held = self.by_address.get(address, 0)
         if len(self.conns) >= self.total or held >= self.per_address:
+            self.sweep(time.monotonic())  # forget connections closed since the last sweep first
+            held = self.by_address.get(address, 0)
+        if len(self.conns) >= self.total or held >= self.per_address:
             self.refused += 1
             now = time.monotonic()
             if now - self._last_refusal_log >= 10:

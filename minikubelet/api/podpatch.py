@@ -19,6 +19,7 @@ file changed, README "The manifest directory"); invalid values answer 422.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import logging
 from collections.abc import Callable
@@ -141,14 +142,14 @@ async def store_patched(server: ApiContext, w: PodWorker, path: Path, ns: str, n
     meta: dict[str, Any] = new["metadata"] if isinstance(new.get("metadata"), dict) else {}
     if meta.get("name") != name or (meta.get("namespace") or ns) != ns:
         raise invalid("Pod", name, [f'metadata.name: Invalid value: "{meta.get("name")}": field is immutable'])
-    if not strict:
-        new = drop_unknown(server, new, path)
-    pod = validated_pod(server, new, path, name, strict)
+    if not strict:  # off the loop: a large pod takes long to validate and write (issue 9, point 5)
+        new = await asyncio.to_thread(drop_unknown, server, new, path)
+    pod = await asyncio.to_thread(validated_pod, server, new, path, name, strict)
     if new == doc:
         return w
     old_uid = w.pod.uid
     try:
-        server.store.replace(path, ns, name, new)
+        await asyncio.to_thread(server.store.replace, path, ns, name, new)
     except (StoreError, OSError) as e:
         raise ApiError(409, "Conflict", str(e), {"name": name, "kind": "pods"}) from None
     w = await wait_for_worker(server, ns, name, pod, path)

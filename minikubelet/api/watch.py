@@ -25,7 +25,8 @@ from minikubelet.api.tables import POD_COLUMNS, TABLE_CONTENT_TYPE, pod_row, tab
 log = logging.getLogger(__name__)
 
 QUEUE_SIZE = 1000
-HISTORY = 2000
+HISTORY = 2000  # changes at most, and at most HISTORY_BYTES of them (serialised size)
+HISTORY_BYTES = 16 * 1024 * 1024
 IDLE_CHECK_SECONDS = 15.0
 
 
@@ -35,6 +36,7 @@ class Change:
     uid: str
     deleted: bool
     pod: dict[str, Any]
+    size: int = 0  # bytes of the pod as JSON (what the history's byte bound counts)
 
 
 @dataclass(eq=False, slots=True)
@@ -85,7 +87,11 @@ class Watcher:
 class WatchHub:
     def __init__(self) -> None:
         self.watchers: set[Watcher] = set()
-        self.history: deque[Change] = deque(maxlen=HISTORY)
+        self.history: deque[Change] = deque()
+        self.history_bytes = 0
+        self.trimmed_through = 0  # the newest version dropped from the history (a watch from before it is 410)
+        self.max_changes = HISTORY
+        self.max_bytes = HISTORY_BYTES
         self._stoppers: set[asyncio.Event] = set()
         self._wakers: set[asyncio.Event] = set()
 
@@ -111,10 +117,19 @@ class WatchHub:
         self._wakers.discard(event)
 
     def publish(self, version: int, uid: str, deleted: bool, pod: dict[str, Any]) -> None:
-        change = Change(version, uid, deleted, pod)
+        change = Change(version, uid, deleted, pod, len(json.dumps(pod, separators=(",", ":"))))
         self.history.append(change)
+        self.history_bytes += change.size
+        while self.history and (len(self.history) > self.max_changes or self.history_bytes > self.max_bytes):
+            old = self.history.popleft()
+            self.history_bytes -= old.size
+            self.trimmed_through = max(self.trimmed_through, old.version)
         for w in list(self.watchers):
             w.offer(change)
+
+    def expired(self, since: int | None) -> bool:
+        """A watch from ``since`` would miss changes the history no longer holds (the client must list again)."""
+        return since is not None and since < self.trimmed_through
 
     def add(self, watcher: Watcher, since: int | None, current: list[dict[str, Any]], initial: bool) -> None:
         """Register; ``initial`` queues ADDED for current matches, else ``since`` replays newer history."""

@@ -17,8 +17,15 @@ from minikubelet.timefmt import rfc3339
 
 
 def pod_to_api(w: PodState, node: NodeFacts) -> dict[str, Any]:
-    """The v1 Pod: the manifest as loaded (deep-copied), live metadata, and the status."""
-    pod = json.loads(json.dumps(w.pod.manifest)) if w.pod.manifest else {"metadata": {}, "spec": {}}
+    """The v1 Pod: the manifest as loaded, live metadata, and the status. The result is read-only below its top
+    level, metadata and spec: nested objects are shared with the pod's other snapshots (deep-copy to edit)."""
+    base = w.api_base
+    if base is None or base[0] is not w.pod.manifest:
+        copied = json.loads(json.dumps(w.pod.manifest)) if w.pod.manifest else {"metadata": {}, "spec": {}}
+        base = w.api_base = (w.pod.manifest, copied)
+    pod = dict(base[1])
+    pod["metadata"] = dict(pod.get("metadata") or {})
+    pod["spec"] = dict(pod.get("spec") or {})
     pod["kind"], pod["apiVersion"] = "Pod", "v1"
     meta = pod.setdefault("metadata", {})
     meta.update(

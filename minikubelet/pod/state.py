@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from minikubelet.pod.backoff import Backoff
 from minikubelet.pod.spec import Container, Pod
@@ -42,6 +43,9 @@ class PodState:
     terminating: Terminating | None = None
     conditions: PodConditions = field(default_factory=PodConditions)
     backoff: Backoff = field(default_factory=Backoff)
+    # (manifest, its deep copy) shared by every API snapshot of this pod: snapshots are read-only, so successive
+    # versions in the watch history share the unchanged spec instead of each holding a copy (issue 9, point 2)
+    api_base: tuple[Any, dict[str, Any]] | None = None
 
     @classmethod
     def new(cls, pod: Pod, version: int) -> PodState:

@@ -78,3 +78,37 @@ def test_malformed_request_lines_do_not_flood_the_log(daemon: DaemonHarness) -> 
     grown = daemon.log()[before:]
     assert "Traceback" not in grown
     assert len(grown) < 20_000, f"{len(grown)} bytes of log for 1000 bad requests"
+
+
+def test_a_pod_with_80000_args_does_not_stall_the_loop(daemon: DaemonHarness) -> None:
+    import threading
+    import time
+
+    from tests.harness import http_get
+
+    api = Api(daemon)
+    doc = pod("many")
+    doc["spec"]["containers"][0]["command"] = ["sh", "-c", "sleep 100000", "sh"]  # type: ignore[index]
+    doc["spec"]["containers"][0]["args"] = [str(i) for i in range(80_000)]  # type: ignore[index]
+    body = json.dumps(doc).encode()
+    worst = 0.0
+    stop = threading.Event()
+
+    def poll() -> None:
+        nonlocal worst
+        while not stop.is_set():
+            t0 = time.monotonic()
+            http_get(f"http://127.0.0.1:{daemon.port}/healthz", timeout=10)
+            worst = max(worst, time.monotonic() - t0)
+            time.sleep(0.02)
+
+    poller = threading.Thread(target=poll)
+    poller.start()
+    try:
+        code, created = api.call("POST", PODS, body)
+        assert code == 201, created
+        daemon.wait_running("many", timeout=60)
+    finally:
+        stop.set()
+        poller.join()
+    assert worst < 0.3, f"/healthz took {worst:.2f} s while an 80,000-arg pod was created"

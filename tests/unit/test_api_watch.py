@@ -107,3 +107,16 @@ def test_poll_watch_from_now_and_from_a_version() -> None:
 
     initial = pollwatch.Tracker(src.source("app=db"))
     assert sorted(n for _, n, _ in kinds(initial.start(None, initial=True))) == ["a", "b", "d"]
+
+
+def test_history_is_bounded_by_bytes_and_a_watch_from_before_it_expires() -> None:
+    from minikubelet.api.watch import WatchHub
+
+    hub = WatchHub()
+    hub.max_bytes = 10_000
+    big = {"metadata": {"uid": "u", "name": "p", "namespace": "default"}, "spec": {"x": "y" * 3000}}
+    for version in range(1, 11):
+        hub.publish(version, "u", False, big)
+    assert hub.history_bytes <= 10_000 and len(hub.history) == 3
+    assert [c.version for c in hub.history] == [8, 9, 10]
+    assert hub.expired(5) and not hub.expired(7) and not hub.expired(None)
