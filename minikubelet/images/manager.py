@@ -199,10 +199,10 @@ class ImageManager:
     # --- for the node and the CLI -------------------------------------------------------------------------
     def node_images(self) -> list[dict[str, Any]]:
         """Node ``status.images``: up to 50, largest first, each ``{names: [repo@digest, repo:tag], sizeBytes}``."""
-        out = []
+        found: list[tuple[int, str, str]] = []
         for ref in self.store.refs():
             c = self.store.content(ref)
             if c is not None:
-                out.append({"names": [c.repo_digest, ref], "sizeBytes": c.size})
-        out.sort(key=lambda i: -int(i["sizeBytes"]))
-        return out[:NODE_STATUS_MAX_IMAGES]
+                found.append((c.size, c.repo_digest, ref))
+        found.sort(key=lambda f: -f[0])
+        return [{"names": [digest, ref], "sizeBytes": size} for size, digest, ref in found[:NODE_STATUS_MAX_IMAGES]]
