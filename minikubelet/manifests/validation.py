@@ -73,18 +73,24 @@ PROBE_HANDLERS = ("exec", "httpGet", "tcpSocket", "grpc")
 # --- field.Error formatting ---------------------------------------------------------------------------------------
 
 
+EXCERPT = 80  # characters of a refused value quoted in an error
+
+
 def fmt_value(value: Any) -> str:
-    """Render a value as Go's field.Error does: strings quoted, numbers and booleans bare."""
+    """Render a value as Go's field.Error does: strings quoted, numbers and booleans bare.
+
+    At most an 80-character excerpt: refused files are listed at /manifests/errors, in events and logs, and must
+    never be echoed whole (a symlink to a root-only file would leak it; issue 9, point 4)."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | float):
         return str(value)
     if value is None:
         return "null"
-    if isinstance(value, str) and len(value) > 100:
-        value = value[:97] + "..."
+    if isinstance(value, str) and len(value) > EXCERPT:
+        value = value[: EXCERPT - 3] + "..."
     text = json.dumps(value, ensure_ascii=False, default=str)
-    return text if len(text) <= 102 else text[:99] + "..."
+    return text if len(text) <= EXCERPT + 2 else text[: EXCERPT - 1] + "..."
 
 
 def invalid(path: str, value: Any, detail: str) -> str:
