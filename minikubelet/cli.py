@@ -9,6 +9,7 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from minikubelet import __version__
 from minikubelet.errors import MinikubeletError
@@ -47,6 +48,14 @@ def _common(p: argparse.ArgumentParser) -> None:
                         "can use the API)")
     p.add_argument("--write-kubeconfig-group", default=None, metavar="GROUP",
                    help="group of <data-dir>/kubeconfig (with a mode such as 640: that group's users run kubectl)")
+    p.add_argument("--registries", type=Path, default=d.registries, metavar="FILE",
+                   help="k3s-format registries.yaml: mirrors, auth, tls (default: %(default)s, optional)")
+    p.add_argument("--disable-default-registry-endpoint", action="store_true",
+                   help="pull only from the mirrors of registries.yaml, never from the registry itself")
+    p.add_argument("--image-gc-high-threshold", type=int, default=d.image_gc_high_threshold, metavar="PERCENT",
+                   help="disk usage that starts image garbage collection (default: %(default)s)")
+    p.add_argument("--image-gc-low-threshold", type=int, default=d.image_gc_low_threshold, metavar="PERCENT",
+                   help="disk usage image garbage collection frees down to (default: %(default)s)")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -144,7 +153,21 @@ def settings_from(args: argparse.Namespace) -> Settings:
         tls_cert=args.tls_cert.absolute() if args.tls_cert else None,
         tls_key=args.tls_key.absolute() if args.tls_key else None,
         kubeconfig_mode=kubeconfig_mode, kubeconfig_group=kubeconfig_group,
+        **image_settings(args),
     )
+
+
+def image_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The image flags, checked (GC thresholds as the kubelet: 0..100 and low < high)."""
+    high, low = args.image_gc_high_threshold, args.image_gc_low_threshold
+    if not 0 <= high <= 100 or not 0 <= low <= 100:
+        raise SystemExit("minikubelet: --image-gc-high-threshold and --image-gc-low-threshold are percentages 0-100")
+    if low >= high and high != 100:
+        raise SystemExit(f"minikubelet: --image-gc-low-threshold {low} must be less than --image-gc-high-threshold "
+                         f"{high}")
+    return {"registries": args.registries.absolute(),
+            "disable_default_registry_endpoint": args.disable_default_registry_endpoint,
+            "image_gc_high_threshold": high, "image_gc_low_threshold": low}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -83,6 +83,7 @@ class DaemonHarness:
             "--manifests", str(self.manifests), "--data-dir", str(self.data_dir), "--run-dir", str(self.run_dir),
             "--log-dir", str(self.log_dir), "--bridge", self.bridge, "--pod-cidr", str(self.cidr),
             "--node-name", self.node_name, "--listen", f"127.0.0.1:{self.port}",
+            "--disable-default-registry-endpoint",  # tests never pull from beyond the machine
         ]
 
     # ----- process control ---------------------------------------------------------------------------------
