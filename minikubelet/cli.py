@@ -81,7 +81,36 @@ def parser() -> argparse.ArgumentParser:
     get.add_argument("--data-dir", type=Path, default=Settings().data_dir, metavar="DIR", help="default: %(default)s")
     get.add_argument("--listen", default="127.0.0.1:10250", metavar="HOST:PORT",
                      help="the daemon's --listen (default: %(default)s)")
+    images = sub.add_parser("images", help="pull, list and remove images in <data-dir>/images (like crictl)")
+    isub = images.add_subparsers(dest="images_command", required=True)
+    for name, help_ in (("pull", "pull an image as the daemon would"), ("list", "list stored images"),
+                        ("rm", "remove images (their blobs no other image needs go too)"),
+                        ("prune", "remove blobs no image needs")):
+        ip = isub.add_parser(name, help=help_)
+        _common(ip)
+        if name in ("pull", "rm"):
+            ip.add_argument("image", nargs="+" if name == "rm" else None, help="image reference, e.g. nginx:1.14")
     return p
+
+
+def images_command(args: argparse.Namespace) -> int:
+    from minikubelet.images import tool
+    from minikubelet.images.registries import RegistriesError
+    from minikubelet.images.registries import load as load_registries
+
+    store = tool.store_at(args.data_dir.absolute())
+    if args.images_command == "list":
+        return tool.list_images(store)
+    if args.images_command == "rm":
+        return tool.remove(store, args.image)
+    if args.images_command == "prune":
+        return tool.prune(store)
+    try:
+        regs = load_registries(args.registries, required=args.registries != Settings().registries,
+                               disable_default_endpoint=args.disable_default_registry_endpoint)
+    except RegistriesError as e:
+        raise SystemExit(f"minikubelet: --registries: {e}") from None
+    return asyncio.run(tool.pull(store, regs, args.image))
 
 
 GET_PATHS = {"pods": "/pods", "events": "/events", "manifest-errors": "/manifests/errors"}
@@ -195,6 +224,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "get":
         get_command(args)
         return
+    if args.command == "images":
+        sys.exit(images_command(args))
     if os.geteuid() != 0:
         raise SystemExit("minikubelet: needs root (it creates namespaces, veths and a bridge): run it with sudo")
     settings = settings_from(args)

@@ -130,3 +130,34 @@ def test_concurrent_pulls_download_each_blob_once(anon: LocalRegistry, tmp_path:
 
     asyncio.run(go())
     assert sorted(downloads) == sorted(b.digest for b in img.blobs)
+
+
+def test_images_cli_pull_list_rm(anon: LocalRegistry, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    img = _image()
+    Pusher(anon.url).image("library/app", "4", img)
+    regs = tmp_path / "registries.yaml"
+    regs.write_text(f"mirrors:\n  docker.io:\n    endpoint: ['http://{anon.host}']\n")
+    regs.chmod(0o600)
+    base = [sys.executable, "-m", "minikubelet", "images"]
+    flags = ["--data-dir", str(tmp_path / "data"), "--registries", str(regs), "--disable-default-registry-endpoint"]
+
+    def run(*argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*base, *argv], capture_output=True, text=True, timeout=60)
+
+    r = run("pull", *flags, "app:4")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == f"Image is up to date for docker.io/library/app@{img.manifest.digest}"
+    r = run("list", *flags)
+    header, row = r.stdout.splitlines()
+    assert header.split() == ["IMAGE", "TAG", "IMAGE", "ID", "SIZE"]
+    assert row.split()[:3] == ["docker.io/library/app", "4", img.config.digest[7:20]]
+    r = run("pull", *flags, "nope:1")
+    assert r.returncode == 1
+    assert 'failed to resolve reference "docker.io/library/nope:1": not found' in r.stderr
+    r = run("rm", *flags, "app:4")
+    assert r.returncode == 0 and r.stdout.strip() == "Deleted: docker.io/library/app:4", r.stderr
+    assert list((tmp_path / "data" / "images" / "blobs" / "sha256").iterdir()) == []
+    assert run("list", *flags).stdout.splitlines()[1:] == []
