@@ -247,6 +247,7 @@ class Daemon:
             self.manager.drain()
             await self.manager.reconcile_leftovers()
             manager_task = asyncio.create_task(self.manager.run(), name="pod manager")
+            self.images.start_gc(s.image_gc_high_threshold, s.image_gc_low_threshold)
             await self.api.start()
             kubeconfig_task = None  # a full disk refused the kubeconfig: write it once it can be
             if self.access.kubeconfig_pending is not None:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from minikubelet.images.content import ImageContent, ImagePullError, ResolvedImage
+from minikubelet.images.gc import GC_PERIOD, ImageGC
 from minikubelet.images.reference import Reference, default_pull_policy, invalid_image_message, parse
 from minikubelet.images.registries import Registries
 from minikubelet.images.registry import Progress, RegistryClient, RegistryError
@@ -82,8 +83,25 @@ class ImageManager:
         self._pulls: dict[str, asyncio.Task[ImageContent]] = {}
         self._backoff: dict[str, _BackOff] = {}
         self._in_use: dict[str, set[str]] = {}
+        self._gc_task: asyncio.Task[None] | None = None
+
+    def start_gc(self, high: int, low: int) -> None:
+        """Image garbage collection every 5 minutes (images/gc.py), never of an image a pod uses."""
+        gc = ImageGC(self.store, self.images_in_use, high=high, low=low)
+
+        async def loop() -> None:
+            while True:
+                await asyncio.sleep(GC_PERIOD)
+                try:
+                    await asyncio.to_thread(gc.collect)
+                except (OSError, ValueError) as e:
+                    log.warning("Image garbage collection failed error=%s", e)
+
+        self._gc_task = asyncio.get_running_loop().create_task(loop(), name="image gc")
 
     async def close(self) -> None:
+        if self._gc_task is not None:
+            self._gc_task.cancel()
         for task in self._pulls.values():
             task.cancel()
         for task in list(self._pulls.values()):

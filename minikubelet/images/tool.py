@@ -84,17 +84,7 @@ def remove(store: ImageStore, images: list[str], out: TextIO = sys.stdout) -> in
             print(f"minikubelet images rm: {image!r}: {e}", file=sys.stderr)
             rc = 2
             continue
-        content = store.content(key)
-        if store.remove_ref(key):
-            keep = store.referenced_blobs()
-            mine = (
-                {content.manifest_digest, content.config_digest, content.repo_digest.rpartition("@")[2]}
-                if content
-                else set()
-            )
-            mine |= {layer.digest for layer in content.layers} if content else set()
-            for digest in mine - keep:
-                store.blob_path(digest).unlink(missing_ok=True)
+        if store.remove_image(key):
             print(f"Deleted: {key}", file=out)
         else:
             print(f"minikubelet images rm: no such image {key} (see minikubelet images list)", file=sys.stderr)
