@@ -161,3 +161,32 @@ def test_images_cli_pull_list_rm(anon: LocalRegistry, tmp_path: Path) -> None:
     assert r.returncode == 0 and r.stdout.strip() == "Deleted: docker.io/library/app:4", r.stderr
     assert list((tmp_path / "data" / "images" / "blobs" / "sha256").iterdir()) == []
     assert run("list", *flags).stdout.splitlines()[1:] == []
+
+
+def test_token_auth_flow_and_cached_token(tmp_path: Path) -> None:
+    with running_registry("token") as reg:
+        assert reg.token is not None
+        img = build_image([{"f": b"token"}])
+        Pusher(reg.url, token=reg.token).image("library/secure", "1", img)
+        issued = reg.token.issued
+        store = ImageStore(tmp_path / "images")
+
+        async def go() -> None:
+            client = RegistryClient()
+            try:
+                ep = Endpoint(reg.url, username=reg.username, password=reg.password)
+                content = await client.pull(parse(f"{reg.host}/library/secure:1"), [ep], store)
+                assert content.config_digest == img.config.digest
+                await client.pull(parse(f"{reg.host}/library/secure:1"), [ep], ImageStore(tmp_path / "second"))
+                bad = Endpoint(reg.url, username=reg.username, password="wrong")
+                other = RegistryClient()
+                try:
+                    with pytest.raises(RegistryError, match="failed to fetch token .* 401"):
+                        await other.pull(parse(f"{reg.host}/library/secure:1"), [bad], ImageStore(tmp_path / "3"))
+                finally:
+                    await other.close()
+            finally:
+                await client.close()
+
+        asyncio.run(go())
+        assert reg.token.issued == issued + 1  # the second pull used the cached token
