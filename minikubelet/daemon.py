@@ -20,6 +20,7 @@ import psutil
 from minikubelet.api.app import ApiServer
 from minikubelet.errors import MinikubeletError, NetworkError
 from minikubelet.events import EventRecorder
+from minikubelet.images.layers import LayerStore
 from minikubelet.images.manager import ImageManager
 from minikubelet.images.registries import RegistriesError
 from minikubelet.images.registries import load as load_registries
@@ -324,4 +325,5 @@ def build_image_manager(s: Settings) -> ImageManager:
                                disable_default_endpoint=s.disable_default_registry_endpoint)
     except RegistriesError as e:
         raise MinikubeletError(f"--registries: {e}") from None
-    return ImageManager(ImageStore(s.data_dir / "images"), regs)
+    root = s.data_dir / "images"
+    return ImageManager(ImageStore(root), regs, layers=LayerStore(root / "layers"))

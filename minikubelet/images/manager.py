@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 from minikubelet.images.content import ImageContent, ImagePullError, ResolvedImage
 from minikubelet.images.gc import GC_PERIOD, ImageGC
+from minikubelet.images.layers import LayerError
 from minikubelet.images.reference import Reference, default_pull_policy, invalid_image_message, parse
 from minikubelet.images.registries import Registries
 from minikubelet.images.registry import Progress, RegistryClient, RegistryError
@@ -210,7 +211,7 @@ class ImageManager:
         if self.layers is not None:
             try:
                 lowerdirs = await self.layers.ensure_layers(content, self.store.blob_path)
-            except (OSError, ValueError) as e:
+            except (OSError, ValueError, LayerError) as e:
                 raise ImagePullError("ErrImagePull", f'failed to unpack image "{content.reference}": {e}') from None
         return ResolvedImage(content=content, lowerdirs=lowerdirs, image_id=content.repo_digest)
 

@@ -147,3 +147,29 @@ def test_two_pods_one_pull(tmp_path: Path) -> None:
                 await m.close()
 
         asyncio.run(go())
+
+
+def test_pulled_image_unpacked_into_shared_layers(tmp_path: Path) -> None:
+    from minikubelet.images.layers import LayerStore
+
+    with running_registry() as reg:
+        img = build_image([{"bin": None, "bin/hello": b"hi\n"}, {"etc": None, "etc/motd": b"welcome\n"}])
+        Pusher(reg.url).image("library/app", "5", img)
+
+        async def go() -> None:
+            regs = Registries(mirrors={"docker.io": (f"http://{reg.host}",)}, disable_default_endpoint=True)
+            root = tmp_path / "images"
+            m = ImageManager(ImageStore(root), regs, layers=LayerStore(root / "layers"))
+            try:
+                pod, c = _pod("app:5")
+                resolved = await m.ensure(pod, c, lambda *e: None)
+                top, bottom = resolved.lowerdirs
+                assert (top / "etc" / "motd").read_bytes() == b"welcome\n"
+                assert (bottom / "bin" / "hello").read_bytes() == b"hi\n"
+                pod2, c2 = _pod("app:5")
+                pod2.uid = "uid-2"
+                assert (await m.ensure(pod2, c2, lambda *e: None)).lowerdirs == resolved.lowerdirs
+            finally:
+                await m.close()
+
+        asyncio.run(go())
