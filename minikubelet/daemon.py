@@ -163,6 +163,7 @@ class Daemon:
             return
         self.images = build_image_manager(s)
         self.ctx.images = self.images
+        self.node.images = self.images.node_images
         access = self.access = setup_access(s, node_ip)
         self.api = ApiServer(s.listen_host, s.listen_port, self.manager.pods, lambda: self.version, self.events,
                              s.node, self.source.errors, node=self.node, store=ManifestStore(s.manifests),

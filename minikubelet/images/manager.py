@@ -85,6 +85,7 @@ class ImageManager:
         self._backoff: dict[str, _BackOff] = {}
         self._in_use: dict[str, set[str]] = {}
         self._gc_task: asyncio.Task[None] | None = None
+        self._node_images: tuple[int, list[dict[str, Any]]] | None = None  # (refs.json mtime, status.images)
 
     def start_gc(self, high: int, low: int) -> None:
         """Image garbage collection every 5 minutes (images/gc.py), never of an image a pod uses."""
@@ -218,10 +219,18 @@ class ImageManager:
     # --- for the node and the CLI -------------------------------------------------------------------------
     def node_images(self) -> list[dict[str, Any]]:
         """Node ``status.images``: up to 50, largest first, each ``{names: [repo@digest, repo:tag], sizeBytes}``."""
+        try:
+            stamp = self.store.refs_file.stat().st_mtime_ns
+        except FileNotFoundError:
+            return []
+        if self._node_images is not None and self._node_images[0] == stamp:
+            return self._node_images[1]
         found: list[tuple[int, str, str]] = []
         for ref in self.store.refs():
             c = self.store.content(ref)
             if c is not None:
                 found.append((c.size, c.repo_digest, ref))
         found.sort(key=lambda f: -f[0])
-        return [{"names": [digest, ref], "sizeBytes": size} for size, digest, ref in found[:NODE_STATUS_MAX_IMAGES]]
+        images = [{"names": [digest, ref], "sizeBytes": size} for size, digest, ref in found[:NODE_STATUS_MAX_IMAGES]]
+        self._node_images = (stamp, images)
+        return images
