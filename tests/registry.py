@@ -213,3 +213,49 @@ def running_registry(
             token.stop()
         log.close()
         shutil.rmtree(root, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def slow_proxy(upstream: str, chunk: int = 64 << 10, delay: float = 0.05) -> Iterator[str]:
+    """A loopback HTTP proxy to ``upstream`` that sends bodies ``chunk`` bytes per ``delay`` s (a slow registry)."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *_a: object) -> None:
+            pass
+
+        def _forward(self, method: str) -> None:
+            headers = {k: v for k, v in self.headers.items() if k.lower() in ("accept", "range", "authorization")}
+            req = urllib.request.Request(upstream + self.path, method=method, headers=headers)
+            try:
+                resp = urllib.request.urlopen(req, timeout=10)
+            except urllib.error.HTTPError as e:
+                resp = e
+            with resp:
+                self.send_response(resp.status)
+                for k, v in resp.headers.items():
+                    if k.lower() not in ("transfer-encoding", "connection", "date", "server"):
+                        self.send_header(k, v)
+                self.end_headers()
+                try:
+                    while method == "GET" and (data := resp.read(chunk)):
+                        self.wfile.write(data)
+                        self.wfile.flush()
+                        time.sleep(delay)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+        def do_GET(self) -> None:  # noqa: N802
+            self._forward("GET")
+
+        def do_HEAD(self) -> None:  # noqa: N802
+            self._forward("HEAD")
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd.daemon_threads = True
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()

@@ -190,3 +190,58 @@ def test_token_auth_flow_and_cached_token(tmp_path: Path) -> None:
 
         asyncio.run(go())
         assert reg.token.issued == issued + 1  # the second pull used the cached token
+
+
+def test_sigkill_mid_pull_leaves_no_image_and_the_next_pull_completes(anon: LocalRegistry, tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.registry import slow_proxy
+
+    img = _image()
+    Pusher(anon.url).image("library/app", "7", img)
+    big = max(img.layers, key=lambda b: len(b.data))
+    data_dir = tmp_path / "data"
+    store = ImageStore(data_dir / "images")
+    with slow_proxy(anon.url) as proxy:
+        regs = tmp_path / "registries.yaml"
+        regs.write_text(f"mirrors:\n  docker.io:\n    endpoint: ['http://{proxy}']\n")
+        regs.chmod(0o600)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "minikubelet",
+                "images",
+                "pull",
+                "--data-dir",
+                str(data_dir),
+                "--registries",
+                str(regs),
+                "--disable-default-registry-endpoint",
+                "app:7",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            partial = store.partial_path(big.digest)
+            deadline = time.monotonic() + 30
+            while not (partial.exists() and partial.stat().st_size > 256 << 10):
+                assert proc.poll() is None and time.monotonic() < deadline, "the pull ended before it was killed"
+                time.sleep(0.02)
+            proc.send_signal(signal.SIGKILL)
+        finally:
+            proc.kill()
+            proc.wait(10)
+    assert store.refs() == {}  # nothing looks complete
+    assert store.content("docker.io/library/app:7") is None
+    assert not store.has_blob(big.digest)
+    assert 0 < partial.stat().st_size < len(big.data)
+    regs.write_text(f"mirrors:\n  docker.io:\n    endpoint: ['http://{anon.host}']\n")
+    content = _pull(anon, "app:7", store)  # straight to the registry now (resumes the partial)
+    assert store.blob_path(big.digest).read_bytes() == big.data
+    assert content.manifest_digest == img.manifest.digest  # type: ignore[attr-defined]
+    assert list(store.ingest.iterdir()) == []
