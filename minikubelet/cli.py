@@ -9,6 +9,7 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from minikubelet import __version__
 from minikubelet.errors import MinikubeletError
@@ -47,6 +48,14 @@ def _common(p: argparse.ArgumentParser) -> None:
                         "can use the API)")
     p.add_argument("--write-kubeconfig-group", default=None, metavar="GROUP",
                    help="group of <data-dir>/kubeconfig (with a mode such as 640: that group's users run kubectl)")
+    p.add_argument("--registries", type=Path, default=d.registries, metavar="FILE",
+                   help="k3s-format registries.yaml: mirrors, auth, tls (default: %(default)s, optional)")
+    p.add_argument("--disable-default-registry-endpoint", action="store_true",
+                   help="pull only from the mirrors of registries.yaml, never from the registry itself")
+    p.add_argument("--image-gc-high-threshold", type=int, default=d.image_gc_high_threshold, metavar="PERCENT",
+                   help="disk usage that starts image garbage collection (default: %(default)s)")
+    p.add_argument("--image-gc-low-threshold", type=int, default=d.image_gc_low_threshold, metavar="PERCENT",
+                   help="disk usage image garbage collection frees down to (default: %(default)s)")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -72,7 +81,36 @@ def parser() -> argparse.ArgumentParser:
     get.add_argument("--data-dir", type=Path, default=Settings().data_dir, metavar="DIR", help="default: %(default)s")
     get.add_argument("--listen", default="127.0.0.1:10250", metavar="HOST:PORT",
                      help="the daemon's --listen (default: %(default)s)")
+    images = sub.add_parser("images", help="pull, list and remove images in <data-dir>/images (like crictl)")
+    isub = images.add_subparsers(dest="images_command", required=True)
+    for name, help_ in (("pull", "pull an image as the daemon would"), ("list", "list stored images"),
+                        ("rm", "remove images (their blobs no other image needs go too)"),
+                        ("prune", "remove blobs no image needs")):
+        ip = isub.add_parser(name, help=help_)
+        _common(ip)
+        if name in ("pull", "rm"):
+            ip.add_argument("image", nargs="+" if name == "rm" else None, help="image reference, e.g. nginx:1.14")
     return p
+
+
+def images_command(args: argparse.Namespace) -> int:
+    from minikubelet.images import tool
+    from minikubelet.images.registries import RegistriesError
+    from minikubelet.images.registries import load as load_registries
+
+    store = tool.store_at(args.data_dir.absolute())
+    if args.images_command == "list":
+        return tool.list_images(store)
+    if args.images_command == "rm":
+        return tool.remove(store, args.image)
+    if args.images_command == "prune":
+        return tool.prune(store)
+    try:
+        regs = load_registries(args.registries, required=args.registries != Settings().registries,
+                               disable_default_endpoint=args.disable_default_registry_endpoint)
+    except RegistriesError as e:
+        raise SystemExit(f"minikubelet: --registries: {e}") from None
+    return asyncio.run(tool.pull(store, regs, args.image))
 
 
 GET_PATHS = {"pods": "/pods", "events": "/events", "manifest-errors": "/manifests/errors"}
@@ -144,7 +182,21 @@ def settings_from(args: argparse.Namespace) -> Settings:
         tls_cert=args.tls_cert.absolute() if args.tls_cert else None,
         tls_key=args.tls_key.absolute() if args.tls_key else None,
         kubeconfig_mode=kubeconfig_mode, kubeconfig_group=kubeconfig_group,
+        **image_settings(args),
     )
+
+
+def image_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The image flags, checked (GC thresholds as the kubelet: 0..100 and low < high)."""
+    high, low = args.image_gc_high_threshold, args.image_gc_low_threshold
+    if not 0 <= high <= 100 or not 0 <= low <= 100:
+        raise SystemExit("minikubelet: --image-gc-high-threshold and --image-gc-low-threshold are percentages 0-100")
+    if low >= high and high != 100:
+        raise SystemExit(f"minikubelet: --image-gc-low-threshold {low} must be less than --image-gc-high-threshold "
+                         f"{high}")
+    return {"registries": args.registries.absolute(),
+            "disable_default_registry_endpoint": args.disable_default_registry_endpoint,
+            "image_gc_high_threshold": high, "image_gc_low_threshold": low}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -172,6 +224,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "get":
         get_command(args)
         return
+    if args.command == "images":
+        sys.exit(images_command(args))
     if os.geteuid() != 0:
         raise SystemExit("minikubelet: needs root (it creates namespaces, veths and a bridge): run it with sudo")
     settings = settings_from(args)

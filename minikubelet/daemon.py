@@ -20,6 +20,11 @@ import psutil
 from minikubelet.api.app import ApiServer
 from minikubelet.errors import MinikubeletError, NetworkError
 from minikubelet.events import EventRecorder
+from minikubelet.images.layers import LayerStore
+from minikubelet.images.manager import ImageManager
+from minikubelet.images.registries import RegistriesError
+from minikubelet.images.registries import load as load_registries
+from minikubelet.images.store import ImageStore
 from minikubelet.manifests.sources import FileSource, PodUpdate
 from minikubelet.manifests.store import ManifestStore
 from minikubelet.network.bridge import BridgeNetwork
@@ -156,6 +161,9 @@ class Daemon:
         self.ctx.probes = self.probes
         if not serve:
             return
+        self.images = build_image_manager(s)
+        self.ctx.images = self.images
+        self.node.images = self.images.node_images
         access = self.access = setup_access(s, node_ip)
         self.api = ApiServer(s.listen_host, s.listen_port, self.manager.pods, lambda: self.version, self.events,
                              s.node, self.source.errors, node=self.node, store=ManifestStore(s.manifests),
@@ -242,6 +250,7 @@ class Daemon:
             self.manager.drain()
             await self.manager.reconcile_leftovers()
             manager_task = asyncio.create_task(self.manager.run(), name="pod manager")
+            self.images.start_gc(s.image_gc_high_threshold, s.image_gc_low_threshold)
             await self.api.start()
             kubeconfig_task = None  # a full disk refused the kubeconfig: write it once it can be
             if self.access.kubeconfig_pending is not None:
@@ -268,6 +277,9 @@ class Daemon:
         await self.probes.stop()
         await self.zygote.stop()
         await self.network.close()
+        if getattr(self, "images", None) is not None:
+            with contextlib.suppress(Exception):
+                await self.images.close()
         self.lock.release()
 
     async def reset(self) -> None:
@@ -305,3 +317,14 @@ class Daemon:
         shutil.rmtree(s.run_dir, ignore_errors=True)
         remove_network_file(s.data_dir)  # last: a reset that failed before here finds the record again
         log.info("Reset done: pods stopped, bridge %s and run state %s removed", s.bridge, s.run_dir)
+
+
+def build_image_manager(s: Settings) -> ImageManager:
+    """The image store under <data-dir>/images/ and the registries of --registries (a bad file stops the start)."""
+    try:
+        regs = load_registries(s.registries, required=s.registries != Settings().registries,
+                               disable_default_endpoint=s.disable_default_registry_endpoint)
+    except RegistriesError as e:
+        raise MinikubeletError(f"--registries: {e}") from None
+    root = s.data_dir / "images"
+    return ImageManager(ImageStore(root), regs, layers=LayerStore(root / "layers"))

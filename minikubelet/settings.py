@@ -27,6 +27,12 @@ class Settings:
     kubeconfig_mode: int = 0o600  # --write-kubeconfig-mode (as k3s)
     kubeconfig_group: int | None = None  # --write-kubeconfig-group, as a gid (None: root's group)
 
+    # images (issue 10): registries.yaml (optional), no fallback to the registry itself, image GC thresholds (%)
+    registries: Path = Path("/etc/minikubelet/registries.yaml")
+    disable_default_registry_endpoint: bool = False
+    image_gc_high_threshold: int = 85
+    image_gc_low_threshold: int = 80
+
     @property
     def node(self) -> str:
         return (self.node_name or socket.gethostname()).lower()

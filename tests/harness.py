@@ -80,9 +80,23 @@ class DaemonHarness:
     @property
     def flags(self) -> list[str]:
         return [
-            "--manifests", str(self.manifests), "--data-dir", str(self.data_dir), "--run-dir", str(self.run_dir),
-            "--log-dir", str(self.log_dir), "--bridge", self.bridge, "--pod-cidr", str(self.cidr),
-            "--node-name", self.node_name, "--listen", f"127.0.0.1:{self.port}",
+            "--manifests",
+            str(self.manifests),
+            "--data-dir",
+            str(self.data_dir),
+            "--run-dir",
+            str(self.run_dir),
+            "--log-dir",
+            str(self.log_dir),
+            "--bridge",
+            self.bridge,
+            "--pod-cidr",
+            str(self.cidr),
+            "--node-name",
+            self.node_name,
+            "--listen",
+            f"127.0.0.1:{self.port}",
+            "--disable-default-registry-endpoint",  # tests never pull from beyond the machine
         ]
 
     # ----- process control ---------------------------------------------------------------------------------
@@ -108,8 +122,9 @@ class DaemonHarness:
             self.proc.wait(timeout=30)
 
     def reset(self) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([*MINIKUBELET, "reset", *self.flags], capture_output=True, text=True, timeout=120,
-                              cwd=REPO)
+        return subprocess.run(
+            [*MINIKUBELET, "reset", *self.flags], capture_output=True, text=True, timeout=120, cwd=REPO
+        )
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
@@ -181,8 +196,10 @@ class DaemonHarness:
     def wait_running(self, name: str, timeout: float = 20) -> dict[str, Any]:
         def check() -> dict[str, Any] | None:
             p = self.pod(name)
-            if p and p["status"]["phase"] == "Running" and all(
-                "running" in c["state"] for c in p["status"].get("containerStatuses", [])
+            if (
+                p
+                and p["status"]["phase"] == "Running"
+                and all("running" in c["state"] for c in p["status"].get("containerStatuses", []))
             ):
                 return p
             return None

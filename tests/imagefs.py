@@ -146,7 +146,20 @@ def nginx_root() -> list[Layer]:
     CACHE.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".part.tar")
     excludes = [f"--dpkgopt=path-exclude=/usr/share/{d}/*" for d in ("doc", "man", "locale", "info")]
-    subprocess.run(["mmdebstrap", "--quiet", "--variant=essential", "--include=nginx-light", "--format=tar",
-                    "--skip=output/dev", *excludes, "bookworm", str(tmp)], check=True, stdin=subprocess.DEVNULL)
+    subprocess.run(
+        [
+            "mmdebstrap",
+            "--quiet",
+            "--variant=essential",
+            "--include=nginx-light",
+            "--format=tar",
+            "--skip=output/dev",
+            *excludes,
+            "bookworm",
+            str(tmp),
+        ],
+        check=True,
+        stdin=subprocess.DEVNULL,
+    )
     os.replace(tmp, out)
     return [Layer.of(out)]

@@ -122,14 +122,18 @@ def build_index(images: dict[str, Image]) -> Blob:
 class Pusher:
     """Plain-HTTP pushes to the test registry (monolithic blob uploads, manifests by tag or digest)."""
 
-    def __init__(self, url: str, username: str = "", password: str = "") -> None:
+    def __init__(self, url: str, username: str = "", password: str = "", token: Any = None) -> None:
         self.url = url
+        self.token = token  # a tests.registry.TokenServer: push with a token it signs for each repository
         self.headers: dict[str, str] = {}
         if username:
             self.headers["Authorization"] = "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
 
     def _do(self, method: str, url: str, data: bytes | None = None, ctype: str = "") -> Any:
         headers = dict(self.headers)
+        if self.token is not None:
+            repo = url.split("/v2/", 1)[1].rsplit("/", 2)[0].removesuffix("/blobs")
+            headers["Authorization"] = "Bearer " + self.token.sign("test-registry", [f"repository:{repo}:pull,push"])
         if ctype:
             headers["Content-Type"] = ctype
         req = urllib.request.Request(url, data=data, method=method, headers=headers)

@@ -80,8 +80,12 @@ class LayerStore:
         """Unpack every layer of ``content`` not yet present; return the overlay lowerdirs, top layer first."""
         await self._clean_temps()
         chains = content.chain_ids()
-        paths = await asyncio.gather(*(self._ensure(chain, layer.diff_id, blob_path(layer.digest), content.reference)
-                                       for chain, layer in zip(chains, content.layers, strict=True)))
+        paths = await asyncio.gather(
+            *(
+                self._ensure(chain, layer.diff_id, blob_path(layer.digest), content.reference)
+                for chain, layer in zip(chains, content.layers, strict=True)
+            )
+        )
         return tuple(reversed(paths))
 
     async def _ensure(self, chain_id: str, diff_id: str, blob: Path, reference: str) -> Path:
@@ -125,8 +129,18 @@ class LayerStore:
 
     async def _run_helper(self, blob: Path, fs: Path, diff_id: str, reference: str) -> int:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-c", _HELPER, _PKG_PARENT, str(blob), str(fs), diff_id, str(self.max_layer_bytes),
-            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+            sys.executable,
+            "-c",
+            _HELPER,
+            _PKG_PARENT,
+            str(blob),
+            str(fs),
+            diff_id,
+            str(self.max_layer_bytes),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
         try:
             out, err = await proc.communicate()
         except BaseException:
@@ -138,8 +152,11 @@ class LayerStore:
         try:
             reply = json.loads(line[0])
         except ValueError:
-            reply = {"ok": False, "error": f"the unpack helper failed (exit {proc.returncode}): "
-                                           f"{err.decode(errors='replace').strip()[-500:]}"}
+            reply = {
+                "ok": False,
+                "error": f"the unpack helper failed (exit {proc.returncode}): "
+                f"{err.decode(errors='replace').strip()[-500:]}",
+            }
         if not reply.get("ok"):
             raise LayerError(f"layer {diff_id} of {reference}: {reply.get('error')}")
         return int(reply["size"])

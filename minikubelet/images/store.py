@@ -106,6 +106,18 @@ class ImageStore:
         self._write_refs(refs)
         return True
 
+    def remove_image(self, reference: str) -> bool:
+        """Forget ``reference`` and delete the blobs of it that no other reference needs."""
+        content = self.content(reference)
+        if not self.remove_ref(reference):
+            return False
+        if content is not None:
+            mine = {content.manifest_digest, content.config_digest, content.repo_digest.rpartition("@")[2]}
+            mine |= {layer.digest for layer in content.layers}
+            for digest in mine - self.referenced_blobs():
+                self.blob_path(digest).unlink(missing_ok=True)
+        return True
+
     def touch(self, reference: str) -> None:
         refs = self.refs()
         rec = refs.get(reference)

@@ -68,6 +68,7 @@ class Node:
         self.labels = default_labels(name)
         self.labels.update(self._load())
         self.refused: Callable[[], dict[str, str]] | None = None  # manifest file -> why it was refused
+        self.images: Callable[[], list[dict[str, Any]]] | None = None  # status.images (ImageManager.node_images)
 
     def _load(self) -> dict[str, str]:
         try:
@@ -133,5 +134,6 @@ class Node:
                              "osImage": os_image(), "containerRuntimeVersion": f"minikubelet://{__version__}",
                              "kubeletVersion": KUBELET_VERSION, "kubeProxyVersion": "",
                              "operatingSystem": "linux", "architecture": go_arch()},
+                **({"images": self.images()} if self.images is not None else {}),
             },
         }

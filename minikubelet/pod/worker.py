@@ -27,7 +27,7 @@ from minikubelet.events import EventRecorder
 from minikubelet.pod import apiview, record
 from minikubelet.pod import exec as podexec
 from minikubelet.pod.containers import ContainerRunner
-from minikubelet.pod.context import NodeFacts, Prober
+from minikubelet.pod.context import ImageProvider, NodeFacts, Prober
 from minikubelet.pod.sandbox import SandboxLifecycle
 from minikubelet.pod.spec import Pod, ProbeKind
 from minikubelet.pod.state import PodState, Terminating
@@ -49,6 +49,7 @@ class WorkerContext:
     changed: Callable[[PodWorker | None], None] = lambda _w: None  # a worker's version moved (None: the set did)
     removed: Callable[[PodWorker], None] = lambda _w: None  # a worker is gone for good (its pod was deleted)
     probes: Prober | None = None
+    images: ImageProvider | None = None  # images/manager.py ImageManager (the container start path calls it)
 
 
 class PodWorker:

@@ -34,16 +34,28 @@ class User:
         env = {"PATH": "/usr/bin:/bin", "HOME": str(self.home), "KUBECACHEDIR": str(self.home / "cache")}
         if kubeconfig is not None:
             env["KUBECONFIG"] = str(kubeconfig)
-        return subprocess.run([str(binary), *args], capture_output=True, text=True, env=env, timeout=60,
-                              user=self.uid, group=self.gid, extra_groups=[], cwd=self.home)
+        return subprocess.run(
+            [str(binary), *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+            user=self.uid,
+            group=self.gid,
+            extra_groups=[],
+            cwd=self.home,
+        )
 
 
 @pytest.fixture
 def user(run_id: str) -> Iterator[User]:
     name = f"mkt{run_id}"[:30]
     home = Path(tempfile.mkdtemp(prefix=f"mk-{run_id}-home-"))
-    subprocess.run(["useradd", "--user-group", "--no-create-home", "--home-dir", str(home), "--shell", "/bin/sh",
-                    name], check=True, capture_output=True)
+    subprocess.run(
+        ["useradd", "--user-group", "--no-create-home", "--home-dir", str(home), "--shell", "/bin/sh", name],
+        check=True,
+        capture_output=True,
+    )
     try:
         entry = pwd.getpwnam(name)
         os.chown(home, entry.pw_uid, entry.pw_gid)
@@ -73,26 +85,38 @@ def test_write_kubeconfig_mode_and_group(daemon: DaemonHarness, user: User, kube
 
 
 def test_bad_mode_and_group_are_clear_errors(daemon: DaemonHarness) -> None:
-    for flags, message in ((["--write-kubeconfig-mode", "rw-r--r--"], "give octal permission bits"),
-                           (["--write-kubeconfig-mode", "1777"], "give octal permission bits"),
-                           (["--write-kubeconfig-group", "no-such-group-mk"], "no such group")):
-        r = subprocess.run([*MINIKUBELET, "run", *daemon.flags, *flags], capture_output=True, text=True, timeout=30,
-                           cwd=REPO)
+    for flags, message in (
+        (["--write-kubeconfig-mode", "rw-r--r--"], "give octal permission bits"),
+        (["--write-kubeconfig-mode", "1777"], "give octal permission bits"),
+        (["--write-kubeconfig-group", "no-such-group-mk"], "no such group"),
+    ):
+        r = subprocess.run(
+            [*MINIKUBELET, "run", *daemon.flags, *flags], capture_output=True, text=True, timeout=30, cwd=REPO
+        )
         assert r.returncode != 0 and message in r.stderr, r.stderr
 
 
 def test_kubeconfig_user_writes_their_kube_config(daemon: DaemonHarness, user: User, kubectl_bin: Path) -> None:
     kube = user.home / ".kube"
     kube.mkdir(mode=0o700)
-    other = {"apiVersion": "v1", "kind": "Config", "current-context": "work",
-             "clusters": [{"name": "work", "cluster": {"server": "https://127.0.0.1:1"}}],
-             "users": [{"name": "work", "user": {"token": "t"}}],
-             "contexts": [{"name": "work", "context": {"cluster": "work", "user": "work"}}]}
+    other = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "current-context": "work",
+        "clusters": [{"name": "work", "cluster": {"server": "https://127.0.0.1:1"}}],
+        "users": [{"name": "work", "user": {"token": "t"}}],
+        "contexts": [{"name": "work", "context": {"cluster": "work", "user": "work"}}],
+    }
     (kube / "config").write_text(yaml.safe_dump(other))
     os.chown(kube, user.uid, user.gid)
     os.chown(kube / "config", user.uid, user.gid)
-    r = subprocess.run([*MINIKUBELET, "kubeconfig", "--data-dir", str(daemon.data_dir), "--user", user.name],
-                       capture_output=True, text=True, timeout=30, cwd=REPO)
+    r = subprocess.run(
+        [*MINIKUBELET, "kubeconfig", "--data-dir", str(daemon.data_dir), "--user", user.name],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=REPO,
+    )
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == str(kube / "config")
     st = (kube / "config").stat()
@@ -103,8 +127,13 @@ def test_kubeconfig_user_writes_their_kube_config(daemon: DaemonHarness, user: U
     r = user.kubectl(kubectl_bin, "get", "nodes")
     assert r.returncode == 0 and daemon.node_name in r.stdout, r.stderr
 
-    r = subprocess.run([*MINIKUBELET, "kubeconfig", "--data-dir", str(daemon.data_dir), "--user", "no-such-user-mk"],
-                       capture_output=True, text=True, timeout=30, cwd=REPO)
+    r = subprocess.run(
+        [*MINIKUBELET, "kubeconfig", "--data-dir", str(daemon.data_dir), "--user", "no-such-user-mk"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=REPO,
+    )
     assert r.returncode != 0 and "no such user" in r.stderr, r.stderr
 
 
@@ -113,8 +142,13 @@ def test_kubeconfig_user_does_not_follow_a_link_in_their_home(daemon: DaemonHarn
     target = Path(tempfile.mkdtemp(prefix="mk-root-only-"))
     try:
         (user.home / ".kube").symlink_to(target)
-        r = subprocess.run([*MINIKUBELET, "kubeconfig", "--data-dir", str(daemon.data_dir), "--user", user.name],
-                           capture_output=True, text=True, timeout=30, cwd=REPO)
+        r = subprocess.run(
+            [*MINIKUBELET, "kubeconfig", "--data-dir", str(daemon.data_dir), "--user", user.name],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            cwd=REPO,
+        )
         assert r.returncode != 0 and "was not written" in r.stderr, r.stderr
         assert list(target.iterdir()) == []
     finally:

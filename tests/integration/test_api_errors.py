@@ -17,9 +17,20 @@ from tests.harness import BUSYBOX, DaemonHarness
 pytestmark = pytest.mark.root
 
 _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-POD = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "ok-pod"},
-       "spec": {"containers": [{"name": "main", "image": "busybox",
-                                "command": [BUSYBOX, "sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"]}]}}
+POD = {
+    "apiVersion": "v1",
+    "kind": "Pod",
+    "metadata": {"name": "ok-pod"},
+    "spec": {
+        "containers": [
+            {
+                "name": "main",
+                "image": "busybox",
+                "command": [BUSYBOX, "sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"],
+            }
+        ]
+    },
+}
 
 
 class Api:
@@ -28,8 +39,14 @@ class Api:
         config = yaml.safe_load((daemon.data_dir / "kubeconfig").read_text())
         self.token = config["users"][0]["user"]["token"]
 
-    def call(self, method: str, path: str, body: bytes | None = None, ctype: str = "application/json",
-             token: str | None = "default") -> tuple[int, dict[str, Any]]:
+    def call(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        ctype: str = "application/json",
+        token: str | None = "default",
+    ) -> tuple[int, dict[str, Any]]:
         req = urllib.request.Request(self.base + path, data=body, method=method)
         if body is not None:
             req.add_header("Content-Type", ctype)
@@ -65,8 +82,9 @@ def test_error_paths_change_nothing(daemon: DaemonHarness) -> None:
     # access: the token is required everywhere but /healthz, loopback included
     assert_status(api.call("GET", pods, token=None), 401, "Unauthorized")
     assert_status(api.call("GET", pods, token="wrong"), 401, "Unauthorized")
-    assert_status(api.call("POST", pods, json.dumps({**POD, "metadata": {"name": "x"}}).encode(), token=None),
-                  401, "Unauthorized")
+    assert_status(
+        api.call("POST", pods, json.dumps({**POD, "metadata": {"name": "x"}}).encode(), token=None), 401, "Unauthorized"
+    )
     assert daemon.get_text("/healthz") == "ok"
     assert json.loads(daemon.get_text("/pods"))["kind"] == "PodList"
 
@@ -88,10 +106,13 @@ def test_error_paths_change_nothing(daemon: DaemonHarness) -> None:
     unknown = json.loads(json.dumps(POD))
     unknown["metadata"]["name"] = "typo"
     unknown["spec"]["containers"][0]["imagee"] = "x"
-    body = assert_status(api.call("POST", pods + "?fieldValidation=Strict", json.dumps(unknown).encode()),
-                         400, "BadRequest")
-    assert body["message"] == ('Pod in version "v1" cannot be handled as a Pod: strict decoding error: '
-                               'unknown field "spec.containers[0].imagee"')
+    body = assert_status(
+        api.call("POST", pods + "?fieldValidation=Strict", json.dumps(unknown).encode()), 400, "BadRequest"
+    )
+    assert body["message"] == (
+        'Pod in version "v1" cannot be handled as a Pod: strict decoding error: '
+        'unknown field "spec.containers[0].imagee"'
+    )
 
     assert_status(api.call("POST", pods, b"{not json"), 400, "BadRequest")
     assert_status(api.call("POST", pods, b"[1, 2]"), 400, "BadRequest")
@@ -111,25 +132,26 @@ def test_error_paths_change_nothing(daemon: DaemonHarness) -> None:
     assert_status(api.call("GET", pods + "/..%2F..%2Fetc"), 400, "BadRequest")
     assert_status(api.call("DELETE", pods + "/..%2Fok-pod"), 400, "BadRequest")
     assert_status(api.call("GET", "/api/v1/namespaces/Bad_NS/pods"), 400, "BadRequest")
-    assert_status(api.call("POST", "/api/v1/namespaces/..%2F..%2Ftmp/pods", json.dumps(POD).encode()),
-                  400, "BadRequest")
+    assert_status(
+        api.call("POST", "/api/v1/namespaces/..%2F..%2Ftmp/pods", json.dumps(POD).encode()), 400, "BadRequest"
+    )
 
     # patches
     merge = "application/merge-patch+json"
-    assert_status(api.call("PATCH", pods + "/ok-pod", b'[{"op":"add"}]', ctype="application/json-patch+json"),
-                  422, "Invalid")  # an operation without a path, as kube-apiserver answers it
-    assert_status(api.call("PATCH", pods + "/ok-pod", b'{"op":"add"}', ctype="application/json-patch+json"),
-                  400, "BadRequest")  # not a list of operations
-    assert_status(api.call("PATCH", pods + "/ok-pod", b"<pod/>", ctype="application/xml"),
-                  415, "UnsupportedMediaType")
+    assert_status(
+        api.call("PATCH", pods + "/ok-pod", b'[{"op":"add"}]', ctype="application/json-patch+json"), 422, "Invalid"
+    )  # an operation without a path, as kube-apiserver answers it
+    assert_status(
+        api.call("PATCH", pods + "/ok-pod", b'{"op":"add"}', ctype="application/json-patch+json"), 400, "BadRequest"
+    )  # not a list of operations
+    assert_status(api.call("PATCH", pods + "/ok-pod", b"<pod/>", ctype="application/xml"), 415, "UnsupportedMediaType")
     assert_status(api.call("PATCH", pods + "/ok-pod", b"{bad", ctype=merge), 400, "BadRequest")
-    body = assert_status(api.call("PATCH", pods + "/ok-pod", b'{"metadata":{"labels":{"a b":"c"}}}', ctype=merge),
-                         422, "Invalid")
+    body = assert_status(
+        api.call("PATCH", pods + "/ok-pod", b'{"metadata":{"labels":{"a b":"c"}}}', ctype=merge), 422, "Invalid"
+    )
     assert body["message"].startswith('Pod "ok-pod" is invalid: metadata.labels: Invalid value: "a b"')
-    assert_status(api.call("PATCH", pods + "/ok-pod", b'{"metadata":{"name":"renamed"}}', ctype=merge),
-                  422, "Invalid")
-    assert_status(api.call("PATCH", pods + "/nope", b'{"metadata":{"labels":{"a":"b"}}}', ctype=merge),
-                  404, "NotFound")
+    assert_status(api.call("PATCH", pods + "/ok-pod", b'{"metadata":{"name":"renamed"}}', ctype=merge), 422, "Invalid")
+    assert_status(api.call("PATCH", pods + "/nope", b'{"metadata":{"labels":{"a":"b"}}}', ctype=merge), 404, "NotFound")
     node = f"/api/v1/nodes/{daemon.node_name}"
     assert_status(api.call("PATCH", node, b'{"metadata":{"labels":{"ssd":"not ok"}}}', ctype=merge), 422, "Invalid")
     assert_status(api.call("GET", "/api/v1/namespaces/default/pods?labelSelector=app%20in%20(a"), 400, "BadRequest")

@@ -36,8 +36,13 @@ def tree() -> Iterator[tuple[Cgroups, str]]:
 def run_in(cg: Cgroups, path: PurePosixPath, code: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     """The child writes its own pid into every cgroup.procs, then execs python: it never runs unconfined."""
     joins = " ".join(f"echo $$ > {f} &&" for f in cg.procs_files(path))
-    return subprocess.run(["sh", "-c", f'{joins} exec "$0" -c "$1"', sys.executable, code],
-                          capture_output=True, text=True, timeout=timeout, check=False)
+    return subprocess.run(
+        ["sh", "-c", f'{joins} exec "$0" -c "$1"', sys.executable, code],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def make(cg: Cgroups, root: str, cfg: CgroupConfig) -> PurePosixPath:
@@ -74,8 +79,10 @@ def test_cpu_limit_holds_busy_loop_near_a_fifth(tree: tuple[Cgroups, str]) -> No
 def test_pids_limit_stops_a_fork_bomb(tree: tuple[Cgroups, str]) -> None:
     cg, root = tree
     leaf = make(cg, root, CgroupConfig(pids_max=8))
-    code = ("import os, time\nn = 0\ntry:\n    for _ in range(50):\n        if os.fork() == 0:\n"
-            "            time.sleep(3); os._exit(0)\n        n += 1\nexcept BlockingIOError:\n    pass\nprint(n)")
+    code = (
+        "import os, time\nn = 0\ntry:\n    for _ in range(50):\n        if os.fork() == 0:\n"
+        "            time.sleep(3); os._exit(0)\n        n += 1\nexcept BlockingIOError:\n    pass\nprint(n)"
+    )
     proc = run_in(cg, leaf, code)
     assert proc.returncode == 0, proc.stderr
     assert int(proc.stdout.split()[0]) < 8

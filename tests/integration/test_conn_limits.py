@@ -38,9 +38,12 @@ def dechunk(data: bytes) -> bytes:
 
 
 def test_half_requests_are_bounded_and_dropped_while_pods_keep_working(daemon: DaemonHarness) -> None:
-    web = {"name": "web", "image": "busybox", "command": [BUSYBOX, "sh", "-c",
-                                                          "echo ok > /tmp/ok; exec busybox httpd -f -p 8080 -h /tmp"],
-           "readinessProbe": {"httpGet": {"path": "/ok", "port": 8080}, "periodSeconds": 1, "failureThreshold": 1}}
+    web = {
+        "name": "web",
+        "image": "busybox",
+        "command": [BUSYBOX, "sh", "-c", "echo ok > /tmp/ok; exec busybox httpd -f -p 8080 -h /tmp"],
+        "readinessProbe": {"httpGet": {"path": "/ok", "port": 8080}, "periodSeconds": 1, "failureThreshold": 1},
+    }
     daemon.write("web.yaml", pod_yaml("web", [web]))
 
     def ready() -> bool:

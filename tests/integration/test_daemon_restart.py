@@ -120,10 +120,16 @@ def test_pods_outlive_the_daemon_and_are_readopted(daemon: DaemonHarness, tmp_pa
 
 
 def test_container_exit_while_the_daemon_is_down_is_reported_and_restarted(daemon: DaemonHarness) -> None:
-    daemon.write("rs-exit.yaml", pod_yaml("rs-exit", [
-        {"name": "c", "image": "busybox", "command": [BUSYBOX, "sleep", "1000"]},
-        sh("other", "sleep 1000"),
-    ]))
+    daemon.write(
+        "rs-exit.yaml",
+        pod_yaml(
+            "rs-exit",
+            [
+                {"name": "c", "image": "busybox", "command": [BUSYBOX, "sleep", "1000"]},
+                sh("other", "sleep 1000"),
+            ],
+        ),
+    )
     before = state_of(daemon, "rs-exit")
     victim = before["containers"]["c"]
     daemon.stop(signal.SIGKILL)
@@ -178,8 +184,12 @@ def test_pause_killed_while_the_daemon_is_down_is_cleared_and_recreated(daemon: 
 
     def recreated() -> bool:
         pod = daemon.pod("rs-pause")
-        return pod is not None and pod["status"]["phase"] == "Running" and daemon.pause_pid("rs-pause") != before[
-            "pause"] and all("running" in c["state"] for c in pod["status"]["containerStatuses"])
+        return (
+            pod is not None
+            and pod["status"]["phase"] == "Running"
+            and daemon.pause_pid("rs-pause") != before["pause"]
+            and all("running" in c["state"] for c in pod["status"]["containerStatuses"])
+        )
 
     daemon.wait_for(recreated, 40, "rs-pause recreated with a new pause")
     pod = daemon.wait_running("rs-pause")
@@ -187,8 +197,9 @@ def test_pause_killed_while_the_daemon_is_down_is_cleared_and_recreated(daemon: 
     new_pause = daemon.pause_pid("rs-pause")
     assert alive(new_pause)
     # one veth for the pod: the old one is gone, a new one (new ifindex) is attached to the bridge
-    attached = subprocess.run(["ip", "-o", "link", "show", "master", daemon.bridge], capture_output=True,
-                              text=True).stdout.splitlines()
+    attached = subprocess.run(
+        ["ip", "-o", "link", "show", "master", daemon.bridge], capture_output=True, text=True
+    ).stdout.splitlines()
     assert len(attached) == 1, attached
     new_veth = record(daemon, "rs-pause")["sandbox"]["veth"]
     assert new_veth in attached[0]
@@ -202,8 +213,7 @@ def test_pause_killed_while_the_daemon_is_down_is_cleared_and_recreated(daemon: 
 def test_second_daemon_on_the_same_run_dir_is_refused(daemon: DaemonHarness) -> None:
     assert daemon.proc is not None
     first = daemon.proc.pid
-    second = subprocess.run([*MINIKUBELET, "run", *daemon.flags], capture_output=True, text=True, timeout=60,
-                            cwd=REPO)
+    second = subprocess.run([*MINIKUBELET, "run", *daemon.flags], capture_output=True, text=True, timeout=60, cwd=REPO)
     assert second.returncode != 0
     out = second.stdout + second.stderr
     assert f"another minikubelet (pid {first}) already runs with --run-dir {daemon.run_dir}" in out, out

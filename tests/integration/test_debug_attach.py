@@ -14,7 +14,7 @@ from tests.integration.test_kubectl import Kubectl
 pytestmark = pytest.mark.root
 
 README = "see 'Not supported' in minikubelet's README"
-EPHEMERAL = 'Error from server (MethodNotAllowed): ephemeral containers (kubectl debug) are not supported'
+EPHEMERAL = "Error from server (MethodNotAllowed): ephemeral containers (kubectl debug) are not supported"
 PROTOBUF = "Error from server (UnsupportedMediaType): create pod: this API reads JSON and YAML bodies, not protobuf"
 
 
@@ -26,16 +26,23 @@ def kubectl(kubectl_bin: Path, daemon: DaemonHarness, kubecachedir: Path) -> Kub
     return k
 
 
-@pytest.mark.parametrize(("args", "expected"), [
-    (["debug", "p", "--image=busybox"], EPHEMERAL + ' by this node (minikubelet) yet, so none can be added to pod "p"'),
-    (["debug", "-it", "p", "--image=busybox", "--target=c"], EPHEMERAL),
-    (["debug", "p", "--image=busybox", "--profile=sysadmin", "--", "sleep", "1"], EPHEMERAL),
-    (["debug", "p", "--image=busybox", "--copy-to=p2"], PROTOBUF),
-    (["debug", "p", "-it", "--copy-to=p3", "--container=c", "--", "sh"], PROTOBUF),
-    (["debug", "node/node1", "--image=busybox"], PROTOBUF),
-    (["attach", "p"], 'unable to upgrade connection: attaching to pod "p" is not supported by this node'),
-    (["attach", "-it", "p"], "kubectl exec -it p -- sh for a shell"),
-], ids=["debug", "debug-it-target", "debug-profile", "copy-to", "copy-to-it", "node", "attach", "attach-it"])
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (
+            ["debug", "p", "--image=busybox"],
+            EPHEMERAL + ' by this node (minikubelet) yet, so none can be added to pod "p"',
+        ),
+        (["debug", "-it", "p", "--image=busybox", "--target=c"], EPHEMERAL),
+        (["debug", "p", "--image=busybox", "--profile=sysadmin", "--", "sleep", "1"], EPHEMERAL),
+        (["debug", "p", "--image=busybox", "--copy-to=p2"], PROTOBUF),
+        (["debug", "p", "-it", "--copy-to=p3", "--container=c", "--", "sh"], PROTOBUF),
+        (["debug", "node/node1", "--image=busybox"], PROTOBUF),
+        (["attach", "p"], 'unable to upgrade connection: attaching to pod "p" is not supported by this node'),
+        (["attach", "-it", "p"], "kubectl exec -it p -- sh for a shell"),
+    ],
+    ids=["debug", "debug-it-target", "debug-profile", "copy-to", "copy-to-it", "node", "attach", "attach-it"],
+)
 def test_clear_error_never_a_panic(kubectl: Kubectl, args: list[str], expected: str) -> None:
     r = kubectl.run(*args, check=False)
     assert r.returncode == 1, r
@@ -53,8 +60,18 @@ def test_missing_pod_is_not_found(kubectl: Kubectl) -> None:
 def test_run_rm_i_falls_back_to_logs_with_the_reason(kubectl: Kubectl, daemon: DaemonHarness) -> None:
     """``kubectl run --rm -i --restart=Never`` creates the pod (warning that stdin is not enforced), cannot attach
     (saying why), streams the output instead and deletes the pod."""
-    r = kubectl.run("run", "--rm", "-i", "--restart=Never", "once", "--image=busybox",
-                    "--annotations=minikubelet.io/node-filesystem=true", "--", "echo", "hello-from-once")
+    r = kubectl.run(
+        "run",
+        "--rm",
+        "-i",
+        "--restart=Never",
+        "once",
+        "--image=busybox",
+        "--annotations=minikubelet.io/node-filesystem=true",
+        "--",
+        "echo",
+        "hello-from-once",
+    )
     assert "hello-from-once" in r.stdout and 'pod "once" deleted' in r.stdout, r
     assert "Warning: spec.containers[0].stdin is accepted but not enforced" in r.stderr, r.stderr
     assert 'falling back to streaming logs: unable to upgrade connection: attaching to pod "once"' in r.stderr

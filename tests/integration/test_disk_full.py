@@ -85,8 +85,12 @@ def compiled_pauses(run_dir: Path) -> list[int]:
             argv = (entry / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if len(argv) >= 2 and argv[0] == b"pause" and argv[1].startswith(f"{run_dir}/".encode()) \
-                and alive(int(entry.name)):
+        if (
+            len(argv) >= 2
+            and argv[0] == b"pause"
+            and argv[1].startswith(f"{run_dir}/".encode())
+            and alive(int(entry.name))
+        ):
             found.append(int(entry.name))
     return sorted(found)
 
@@ -123,8 +127,9 @@ def small_disk(run_id: str) -> Iterator[tuple[DaemonHarness, Disk]]:
         yield pair
 
 
-def api(daemon: DaemonHarness, method: str, path: str, body: Any = None,
-        content_type: str = "application/merge-patch+json") -> tuple[int, dict[str, str], dict[str, Any]]:
+def api(
+    daemon: DaemonHarness, method: str, path: str, body: Any = None, content_type: str = "application/merge-patch+json"
+) -> tuple[int, dict[str, str], dict[str, Any]]:
     token = (daemon.data_dir / "token").read_text().strip()
     data = json.dumps(body).encode() if body is not None else None
     req = urllib.request.Request(f"http://127.0.0.1:{daemon.port}{path}", data=data, method=method)
@@ -143,8 +148,11 @@ def test_sandbox_start_on_a_full_run_dir_leaks_no_pause_and_recovers(small_disk:
     names = [f"full-{i}" for i in range(3)]
     for name in names:
         daemon.write(f"{name}.yaml", pod_yaml(name, SLEEPER))
-    daemon.wait_for(lambda: all(find_events(daemon, n, "FailedCreatePodSandBox") for n in names), 20,
-                    "a FailedCreatePodSandBox event for every pod")
+    daemon.wait_for(
+        lambda: all(find_events(daemon, n, "FailedCreatePodSandBox") for n in names),
+        20,
+        "a FailedCreatePodSandBox event for every pod",
+    )
     assert "Using the compiled pause" in daemon.log(), "scripts/test builds it"
     assert compiled_pauses(daemon.run_dir) == [], "every pause forked for a failed start is killed and reaped"
     assert owned_pauses(daemon.run_dir) == []
@@ -194,11 +202,13 @@ def test_reset_and_restart_find_a_pause_nothing_records(run_id: str) -> None:
 
 
 def test_label_node_on_a_full_disk_is_a_clear_507_and_kubectl_retries(
-        small_disk: tuple[DaemonHarness, Disk], kubectl_bin: Path, kubecachedir: Path) -> None:
+    small_disk: tuple[DaemonHarness, Disk], kubectl_bin: Path, kubecachedir: Path
+) -> None:
     daemon, disk = small_disk
     disk.fill()
-    code, headers, body = api(daemon, "PATCH", f"/api/v1/nodes/{daemon.node_name}",
-                              {"metadata": {"labels": {"disk": "full"}}})
+    code, headers, body = api(
+        daemon, "PATCH", f"/api/v1/nodes/{daemon.node_name}", {"metadata": {"labels": {"disk": "full"}}}
+    )
     assert code == 507, body
     assert body["kind"] == "Status" and body["reason"] == "InsufficientStorage", body
     assert "the disk is full" in body["message"] and "free space in" in body["message"], body
@@ -211,8 +221,9 @@ def test_label_node_on_a_full_disk_is_a_clear_507_and_kubectl_retries(
     t0 = time.monotonic()
     failed = subprocess.run([*kubectl, "disk=full"], capture_output=True, text=True, env=env, timeout=60)
     assert failed.returncode != 0 and time.monotonic() - t0 >= 5, "kubectl retries while the disk stays full"
-    assert "Error from server (InsufficientStorage)" in failed.stderr and "the disk is full" in failed.stderr, \
+    assert "Error from server (InsufficientStorage)" in failed.stderr and "the disk is full" in failed.stderr, (
         failed.stderr
+    )
 
     freeing = threading.Timer(2.0, disk.free)
     freeing.start()
@@ -236,8 +247,9 @@ def test_pod_deleted_on_a_full_disk_is_cleaned_up_once_space_returns(small_disk:
     disk.fill()
     daemon.remove("gone.yaml")
     daemon.wait_for(lambda: not alive(pause), 20, "the deleted pod's processes stopped")
-    daemon.wait_for(lambda: "Could not finish removing a deleted pod; retrying" in daemon.log(), 20,
-                    "the clean-up retried")
+    daemon.wait_for(
+        lambda: "Could not finish removing a deleted pod; retrying" in daemon.log(), 20, "the clean-up retried"
+    )
     leases = json.loads((daemon.data_dir / "ipam.json").read_text())["leases"]
     assert uid in leases, "the lease is kept while it cannot be released"
 
@@ -250,7 +262,8 @@ def test_pod_deleted_on_a_full_disk_is_cleaned_up_once_space_returns(small_disk:
 
 
 def test_restart_on_a_full_disk_keeps_the_old_kubeconfig_and_rewrites_it_later(
-        small_disk: tuple[DaemonHarness, Disk]) -> None:
+    small_disk: tuple[DaemonHarness, Disk],
+) -> None:
     daemon, disk = small_disk
     daemon.write("web.yaml", pod_yaml("web", SLEEPER))
     daemon.wait_running("web")

@@ -35,8 +35,13 @@ def test_explain_pod_and_node(kubectl: Kubectl) -> None:
     out = kubectl("explain", "pod")
     assert out.startswith("KIND:       Pod\nVERSION:    v1\n")
     assert "manifest directory" in out
-    assert fields(out) == {"apiVersion": "<string>", "kind": "<string>", "metadata": "<ObjectMeta>",
-                           "spec": "<PodSpec>", "status": "<Object>"}
+    assert fields(out) == {
+        "apiVersion": "<string>",
+        "kind": "<string>",
+        "metadata": "<ObjectMeta>",
+        "spec": "<PodSpec>",
+        "status": "<Object>",
+    }
 
     spec = kubectl("explain", "pods.spec")  # the plural, as users type it
     assert "FIELD: spec <PodSpec>" in spec
@@ -66,13 +71,20 @@ def test_explain_pod_and_node(kubectl: Kubectl) -> None:
 
 def two_containers(env: dict[str, str], ports: list[int]) -> str:
     doc: dict[str, Any] = {
-        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "merge"},
-        "spec": {"containers": [
-            {"name": "a", "image": "busybox", "command": LOOP,
-             "ports": [{"containerPort": p} for p in ports]},
-            {"name": "b", "image": "busybox", "command": LOOP,
-             "env": [{"name": k, "value": v} for k, v in env.items()]},
-        ]},
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "merge"},
+        "spec": {
+            "containers": [
+                {"name": "a", "image": "busybox", "command": LOOP, "ports": [{"containerPort": p} for p in ports]},
+                {
+                    "name": "b",
+                    "image": "busybox",
+                    "command": LOOP,
+                    "env": [{"name": k, "value": v} for k, v in env.items()],
+                },
+            ]
+        },
     }
     return yaml.safe_dump(doc)
 
@@ -83,14 +95,25 @@ def test_client_side_apply_merges_lists_by_key(kubectl: Kubectl, daemon: DaemonH
     kubectl("apply", "-f", str(f))
     daemon.wait_running("merge")
     # someone else adds an env var by hand (kubectl set env would): apply must keep it, as on a cluster
-    kubectl("patch", "pod", "merge", "-p", json.dumps(
-        {"spec": {"containers": [{"name": "b", "env": [{"name": "EXTRA", "value": "x"}]}]}}))
+    kubectl(
+        "patch",
+        "pod",
+        "merge",
+        "-p",
+        json.dumps({"spec": {"containers": [{"name": "b", "env": [{"name": "EXTRA", "value": "x"}]}]}}),
+    )
     f.write_text(two_containers({"A": "1", "B": "3"}, [80]))
     r = kubectl.run("apply", "-f", str(f))
     assert "warning" not in r.stderr.lower(), r.stderr
-    daemon.wait_for(lambda: (p := daemon.pod("merge")) and p["spec"]["containers"][1].get("env") and
-                    {e["name"] for e in p["spec"]["containers"][1]["env"]} == {"A", "B", "EXTRA"}
-                    and p["metadata"]["uid"], what="the applied spec")
+    daemon.wait_for(
+        lambda: (
+            (p := daemon.pod("merge"))
+            and p["spec"]["containers"][1].get("env")
+            and {e["name"] for e in p["spec"]["containers"][1]["env"]} == {"A", "B", "EXTRA"}
+            and p["metadata"]["uid"]
+        ),
+        what="the applied spec",
+    )
     pod = kubectl.pod("merge")
     a, b = pod["spec"]["containers"]
     assert [p["containerPort"] for p in a["ports"]] == [80]

@@ -23,19 +23,28 @@ def test_deep_bodies_long_names_and_fifos_are_refused_clearly(daemon: DaemonHarn
     daemon.write("keeper.yaml", pod_yaml("keeper", [sh("main", "sleep 100000")]))
     keeper = daemon.wait_running("keeper")
 
-    deep_json = b'{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "d", "labels": ' + b"[" * 10000 + \
-        b"]" * 10000 + b"}}"
+    deep_json = (
+        b'{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "d", "labels": '
+        + b"[" * 10000
+        + b"]" * 10000
+        + b"}}"
+    )
     code, body = api.call("POST", PODS, deep_json)
     assert code == 400 and "levels deep" in body["message"], body
     deep_yaml = b"apiVersion: v1\nkind: Pod\nmetadata: {name: d, labels: " + b"[" * 10000 + b"]" * 10000 + b"}\n"
     code, body = api.call("POST", PODS, deep_yaml, ctype="application/yaml")
     assert 400 <= code < 500, body
-    middling = b'{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "d", "annotations": {"a": ' + \
-        b"[" * 500 + b"]" * 500 + b"}}}"
+    middling = (
+        b'{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "d", "annotations": {"a": '
+        + b"[" * 500
+        + b"]" * 500
+        + b"}}}"
+    )
     code, body = api.call("POST", PODS, middling)
     assert code == 400 and "more than 100 levels deep" in body["message"], body
-    code, body = api.call("PATCH", "/api/v1/nodes/node1", b"[" * 10000 + b"]" * 10000,
-                          ctype="application/merge-patch+json")
+    code, body = api.call(
+        "PATCH", "/api/v1/nodes/node1", b"[" * 10000 + b"]" * 10000, ctype="application/merge-patch+json"
+    )
     assert 400 <= code < 500, body
 
     # a namespace + name that cannot be one log directory name: refused at admission, saying why
@@ -43,14 +52,21 @@ def test_deep_bodies_long_names_and_fifos_are_refused_clearly(daemon: DaemonHarn
     code, body = api.call("POST", PODS, json.dumps(long).encode())
     assert code == 422 and "log directory" in body["message"], body
     daemon.write("long.yaml", json.dumps(pod("m" * 240)))
-    daemon.wait_for(lambda: "log directory" in json.loads(daemon.get_text("/manifests/errors")).get(
-        str(daemon.manifests / "long.yaml"), ""), 20, "the long name refused")
+    daemon.wait_for(
+        lambda: (
+            "log directory"
+            in json.loads(daemon.get_text("/manifests/errors")).get(str(daemon.manifests / "long.yaml"), "")
+        ),
+        20,
+        "the long name refused",
+    )
 
     # a FIFO named like a manifest: refused with a line saying so, and never opened (it would block)
     fifo = daemon.manifests / "pipe.yaml"
     os.mkfifo(fifo, 0o600)
-    daemon.wait_for(lambda: "FIFO" in json.loads(daemon.get_text("/manifests/errors")).get(str(fifo), ""), 30,
-                    "the FIFO listed")
+    daemon.wait_for(
+        lambda: "FIFO" in json.loads(daemon.get_text("/manifests/errors")).get(str(fifo), ""), 30, "the FIFO listed"
+    )
     assert "FIFO" in daemon.log()
     fifo.unlink()
 
@@ -62,10 +78,14 @@ def test_deep_bodies_long_names_and_fifos_are_refused_clearly(daemon: DaemonHarn
 
 def test_malformed_request_lines_do_not_flood_the_log(daemon: DaemonHarness) -> None:
     before = len(daemon.log())
-    variants = [b"GARBAGE \x01\x02 %d\r\n\r\n", b"GET /\x00%d HTTP/1.1\r\n\r\n",
-                b"GET /%d HTTP/1.1\r\nContent-Length: abc\r\n\r\n", b"GET /%d HTTP/9.9\r\n\r\n",
-                b"\x16\x03\x01\x00\x05%d garbage that is no TLS ClientHello\r\n\r\n",
-                b"POST /api/v1/namespaces/default/pods HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz%d\r\n"]
+    variants = [
+        b"GARBAGE \x01\x02 %d\r\n\r\n",
+        b"GET /\x00%d HTTP/1.1\r\n\r\n",
+        b"GET /%d HTTP/1.1\r\nContent-Length: abc\r\n\r\n",
+        b"GET /%d HTTP/9.9\r\n\r\n",
+        b"\x16\x03\x01\x00\x05%d garbage that is no TLS ClientHello\r\n\r\n",
+        b"POST /api/v1/namespaces/default/pods HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz%d\r\n",
+    ]
     for i in range(1000):
         with socket.create_connection(("127.0.0.1", daemon.port), timeout=10) as s:
             s.sendall(variants[i % len(variants)] % i)

@@ -130,3 +130,118 @@ def test_concurrent_pulls_download_each_blob_once(anon: LocalRegistry, tmp_path:
 
     asyncio.run(go())
     assert sorted(downloads) == sorted(b.digest for b in img.blobs)
+
+
+def test_images_cli_pull_list_rm(anon: LocalRegistry, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    img = _image()
+    Pusher(anon.url).image("library/app", "4", img)
+    regs = tmp_path / "registries.yaml"
+    regs.write_text(f"mirrors:\n  docker.io:\n    endpoint: ['http://{anon.host}']\n")
+    regs.chmod(0o600)
+    base = [sys.executable, "-m", "minikubelet", "images"]
+    flags = ["--data-dir", str(tmp_path / "data"), "--registries", str(regs), "--disable-default-registry-endpoint"]
+
+    def run(*argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*base, *argv], capture_output=True, text=True, timeout=60)
+
+    r = run("pull", *flags, "app:4")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == f"Image is up to date for docker.io/library/app@{img.manifest.digest}"
+    r = run("list", *flags)
+    header, row = r.stdout.splitlines()
+    assert header.split() == ["IMAGE", "TAG", "IMAGE", "ID", "SIZE"]
+    assert row.split()[:3] == ["docker.io/library/app", "4", img.config.digest[7:20]]
+    r = run("pull", *flags, "nope:1")
+    assert r.returncode == 1
+    assert 'failed to resolve reference "docker.io/library/nope:1": not found' in r.stderr
+    r = run("rm", *flags, "app:4")
+    assert r.returncode == 0 and r.stdout.strip() == "Deleted: docker.io/library/app:4", r.stderr
+    assert list((tmp_path / "data" / "images" / "blobs" / "sha256").iterdir()) == []
+    assert run("list", *flags).stdout.splitlines()[1:] == []
+
+
+def test_token_auth_flow_and_cached_token(tmp_path: Path) -> None:
+    with running_registry("token") as reg:
+        assert reg.token is not None
+        img = build_image([{"f": b"token"}])
+        Pusher(reg.url, token=reg.token).image("library/secure", "1", img)
+        issued = reg.token.issued
+        store = ImageStore(tmp_path / "images")
+
+        async def go() -> None:
+            client = RegistryClient()
+            try:
+                ep = Endpoint(reg.url, username=reg.username, password=reg.password)
+                content = await client.pull(parse(f"{reg.host}/library/secure:1"), [ep], store)
+                assert content.config_digest == img.config.digest
+                await client.pull(parse(f"{reg.host}/library/secure:1"), [ep], ImageStore(tmp_path / "second"))
+                bad = Endpoint(reg.url, username=reg.username, password="wrong")
+                other = RegistryClient()
+                try:
+                    with pytest.raises(RegistryError, match="failed to fetch token .* 401"):
+                        await other.pull(parse(f"{reg.host}/library/secure:1"), [bad], ImageStore(tmp_path / "3"))
+                finally:
+                    await other.close()
+            finally:
+                await client.close()
+
+        asyncio.run(go())
+        assert reg.token.issued == issued + 1  # the second pull used the cached token
+
+
+def test_sigkill_mid_pull_leaves_no_image_and_the_next_pull_completes(anon: LocalRegistry, tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.registry import slow_proxy
+
+    img = _image()
+    Pusher(anon.url).image("library/app", "7", img)
+    big = max(img.layers, key=lambda b: len(b.data))
+    data_dir = tmp_path / "data"
+    store = ImageStore(data_dir / "images")
+    with slow_proxy(anon.url) as proxy:
+        regs = tmp_path / "registries.yaml"
+        regs.write_text(f"mirrors:\n  docker.io:\n    endpoint: ['http://{proxy}']\n")
+        regs.chmod(0o600)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "minikubelet",
+                "images",
+                "pull",
+                "--data-dir",
+                str(data_dir),
+                "--registries",
+                str(regs),
+                "--disable-default-registry-endpoint",
+                "app:7",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            partial = store.partial_path(big.digest)
+            deadline = time.monotonic() + 30
+            while not (partial.exists() and partial.stat().st_size > 256 << 10):
+                assert proc.poll() is None and time.monotonic() < deadline, "the pull ended before it was killed"
+                time.sleep(0.02)
+            proc.send_signal(signal.SIGKILL)
+        finally:
+            proc.kill()
+            proc.wait(10)
+    assert store.refs() == {}  # nothing looks complete
+    assert store.content("docker.io/library/app:7") is None
+    assert not store.has_blob(big.digest)
+    assert 0 < partial.stat().st_size < len(big.data)
+    regs.write_text(f"mirrors:\n  docker.io:\n    endpoint: ['http://{anon.host}']\n")
+    content = _pull(anon, "app:7", store)  # straight to the registry now (resumes the partial)
+    assert store.blob_path(big.digest).read_bytes() == big.data
+    assert content.manifest_digest == img.manifest.digest  # type: ignore[attr-defined]
+    assert list(store.ingest.iterdir()) == []

@@ -29,8 +29,14 @@ def fresh_venv(root: Path) -> tuple[Path, Path]:
     venv = root / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
     python = venv / "bin" / "python"
-    site = Path(subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                               capture_output=True, text=True, check=True).stdout.strip())
+    site = Path(
+        subprocess.run(
+            [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    )
     ours = Path(sysconfig.get_paths()["purelib"])
     tools = root / "buildtools"
     tools.mkdir()
@@ -45,27 +51,58 @@ def fresh_venv(root: Path) -> tuple[Path, Path]:
 
 def pip_install(python: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     # a copy of the tree: the build writes build/ and *.egg-info beside the sources
-    return subprocess.run([str(python), "-m", "pip", "install", "-v", "--no-build-isolation", "--no-index",
-                           "--no-deps", "--disable-pip-version-check", "."], capture_output=True, text=True,
-                          env=env, timeout=600, cwd=env["MK_SRC"])
+    return subprocess.run(
+        [
+            str(python),
+            "-m",
+            "pip",
+            "install",
+            "-v",
+            "--no-build-isolation",
+            "--no-index",
+            "--no-deps",
+            "--disable-pip-version-check",
+            ".",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        cwd=env["MK_SRC"],
+    )
 
 
 def copy_tree(dst: Path) -> Path:
     src = dst / "src"
-    shutil.copytree(REPO, src, ignore=shutil.ignore_patterns(".venv", ".git", "build", "*.egg-info", "__pycache__",
-                                                             ".mypy_cache", ".ruff_cache", ".pytest_cache",
-                                                             "pause"))
+    shutil.copytree(
+        REPO,
+        src,
+        ignore=shutil.ignore_patterns(
+            ".venv",
+            ".git",
+            "build",
+            "*.egg-info",
+            "__pycache__",
+            ".mypy_cache",
+            ".ruff_cache",
+            ".pytest_cache",
+            "pause",
+        ),
+    )
     return src
 
 
 def chosen_pause(python: Path) -> subprocess.CompletedProcess[str]:
     """Ask the installed package which pause it runs (its log line goes to stderr)."""
     deps = sysconfig.get_paths()["purelib"]  # pyyaml & co. for the import; .venv holds no minikubelet files
-    code = ("import logging; logging.basicConfig(level=logging.INFO, format='%(levelname)s %(message)s');"
-            "from minikubelet.runtime.pausebin import find_pause_binary; print(find_pause_binary())")
+    code = (
+        "import logging; logging.basicConfig(level=logging.INFO, format='%(levelname)s %(message)s');"
+        "from minikubelet.runtime.pausebin import find_pause_binary; print(find_pause_binary())"
+    )
     env = {k: v for k, v in os.environ.items() if k != "MINIKUBELET_PAUSE"}
-    return subprocess.run([str(python), "-c", code], capture_output=True, text=True, cwd="/",
-                          env=dict(env, PYTHONPATH=deps), timeout=60)
+    return subprocess.run(
+        [str(python), "-c", code], capture_output=True, text=True, cwd="/", env=dict(env, PYTHONPATH=deps), timeout=60
+    )
 
 
 @pytest.mark.skipif(shutil.which("cc") is None, reason="no C compiler (scripts/_setup.sh installs gcc)")

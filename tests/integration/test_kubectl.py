@@ -41,8 +41,9 @@ class Kubectl:
         return self.run(*args, cwd=cwd).stdout
 
     def popen(self, *args: str) -> subprocess.Popen[str]:
-        return subprocess.Popen([self.binary, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                env=self.env)
+        return subprocess.Popen(
+            [self.binary, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=self.env
+        )
 
     def pod(self, name: str) -> dict[str, Any]:
         out: dict[str, Any] = json.loads(self("get", "pod", name, "-o", "json"))
@@ -72,8 +73,10 @@ def test_walkthrough_labels(kubectl: Kubectl, daemon: DaemonHarness, tmp_path: P
         assert kubectl("create", "-f", f"{name}.yml", cwd=EXAMPLES).strip() == f"pod/{name} created"
     dup = kubectl.run("create", "-f", "pod-label.yml", check=False, cwd=EXAMPLES)
     assert dup.returncode == 1
-    assert 'Error from server (AlreadyExists): error when creating "pod-label.yml": pods "examlabel" already exists' \
+    assert (
+        'Error from server (AlreadyExists): error when creating "pod-label.yml": pods "examlabel" already exists'
         in dup.stderr
+    )
     for name in ("examlabel", "redis-pod", "nginx-pod", "label-pod"):
         daemon.wait_running(name)
 
@@ -119,8 +122,7 @@ def test_walkthrough_labels(kubectl: Kubectl, daemon: DaemonHarness, tmp_path: P
     assert bad.stderr.startswith('The Pod "nginx-pod" is invalid: metadata.labels: Invalid value: "bad$key"')
 
     wide = rows(kubectl("get", "pod", "redis-pod", "-o", "wide"))
-    assert wide[0] == ["NAME", "READY", "STATUS", "RESTARTS", "AGE", "IP", "NODE", "NOMINATED NODE",
-                       "READINESS GATES"]
+    assert wide[0] == ["NAME", "READY", "STATUS", "RESTARTS", "AGE", "IP", "NODE", "NOMINATED NODE", "READINESS GATES"]
     assert wide[1][5] == pod["status"]["podIP"] and wide[1][6:] == [daemon.node_name, "<none>", "<none>"]
     listed = yaml.safe_load(kubectl("get", "pod", "-o", "yaml"))
     assert listed["kind"] == "List" and len(listed["items"]) == 4
@@ -128,8 +130,9 @@ def test_walkthrough_labels(kubectl: Kubectl, daemon: DaemonHarness, tmp_path: P
     # describe and events
     described = kubectl("describe", "pod", "redis-pod")
     assert re.search(r"Status:\s+Running", described) and "Labels:       app=db" in described
-    assert re.search(r"Normal\s+Started\s+\S+\s+minikubelet\s+spec.containers\{main\}: Started container main",
-                     described)
+    assert re.search(
+        r"Normal\s+Started\s+\S+\s+minikubelet\s+spec.containers\{main\}: Started container main", described
+    )
     events = rows(kubectl("get", "events"))
     assert events[0] == ["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"]
     assert ["Normal", "Started", "pod/redis-pod", "Started container main"] in [e[1:] for e in events[1:]]
@@ -166,9 +169,11 @@ def test_node_labels_and_node_selector(kubectl: Kubectl, daemon: DaemonHarness) 
     cond = next(c for c in pod["status"]["conditions"] if c["type"] == "PodScheduled")
     assert cond["status"] == "False" and cond["reason"] == "Unschedulable"
     assert "(missing ssd=true)" in cond["message"]
-    assert re.search(r"Warning\s+FailedScheduling\s+\S+\s+minikubelet\s+0/1 nodes are available: 1 node\(s\) "
-                     r"didn't match Pod's node affinity/selector \(missing ssd=true\)\.",
-                     kubectl("describe", "pod", "nodeselector-pod"))
+    assert re.search(
+        r"Warning\s+FailedScheduling\s+\S+\s+minikubelet\s+0/1 nodes are available: 1 node\(s\) "
+        r"didn't match Pod's node affinity/selector \(missing ssd=true\)\.",
+        kubectl("describe", "pod", "nodeselector-pod"),
+    )
     wide = rows(kubectl("get", "pod", "-o", "wide"))
     assert wide[1][:3] == ["nodeselector-pod", "0/1", "Pending"] and wide[1][5:7] == ["<none>", "<none>"]
 
@@ -228,8 +233,11 @@ def test_apply_label_then_spec(kubectl: Kubectl, daemon: DaemonHarness, tmp_path
     new = kubectl.pod("applied")
     assert new["metadata"]["uid"] != uid
     assert new["spec"]["containers"][0]["env"] == [{"name": "GREETING", "value": "hi"}]
-    daemon.wait_for(lambda: kubectl.pod("applied")["status"]["phase"] == "Running" and
-                    len(rows(kubectl("get", "pod"))) == 2, timeout=20, what="the new instance alone")
+    daemon.wait_for(
+        lambda: kubectl.pod("applied")["status"]["phase"] == "Running" and len(rows(kubectl("get", "pod"))) == 2,
+        timeout=20,
+        what="the new instance alone",
+    )
     assert "GREETING" in (daemon.manifests / "default_applied.yaml").read_text()
 
 
@@ -257,8 +265,10 @@ def test_replace(kubectl: Kubectl, daemon: DaemonHarness, tmp_path: Path) -> Non
     manifest.write_text(loop_pod("swapped", tier="backend"))
     missing = kubectl.run("replace", "-f", str(manifest), check=False)
     assert missing.returncode == 1
-    assert missing.stderr.strip() == f'Error from server (NotFound): error when replacing "{manifest}": ' \
-                                     'pods "swapped" not found'
+    assert (
+        missing.stderr.strip() == f'Error from server (NotFound): error when replacing "{manifest}": '
+        'pods "swapped" not found'
+    )
     kubectl("create", "-f", str(manifest))
     daemon.wait_running("swapped")
     uid, pid = kubectl.pod("swapped")["metadata"]["uid"], daemon.container_pid("swapped", "main")
@@ -279,8 +289,9 @@ def test_replace(kubectl: Kubectl, daemon: DaemonHarness, tmp_path: Path) -> Non
     current.write_text(kubectl("get", "pod", "swapped", "-o", "yaml"))
     assert kubectl("replace", "-f", str(current)).strip() == "pod/swapped replaced"
     assert kubectl.pod("swapped")["metadata"]["uid"] == uid
-    assert yaml.safe_load((daemon.manifests / "default_swapped.yaml").read_text())["metadata"]["labels"] == \
-        {"tier": "frontend"}
+    assert yaml.safe_load((daemon.manifests / "default_swapped.yaml").read_text())["metadata"]["labels"] == {
+        "tier": "frontend"
+    }
 
 
 def test_run_with_args_only(kubectl: Kubectl, daemon: DaemonHarness) -> None:
@@ -296,8 +307,11 @@ def test_run_with_args_only(kubectl: Kubectl, daemon: DaemonHarness) -> None:
 def test_top_pod_and_node(kubectl: Kubectl, daemon: DaemonHarness) -> None:
     """kubectl top reads metrics.k8s.io, which the daemon serves from /proc: a busy loop shows as CPU, an idle
     pod as none, and the node with its share of the machine."""
-    busy = json.loads(pod_yaml("busy", [{"name": "spin", "image": "busybox",
-                                         "command": [BUSYBOX, "sh", "-c", "while :; do :; done"]}]))
+    busy = json.loads(
+        pod_yaml(
+            "busy", [{"name": "spin", "image": "busybox", "command": [BUSYBOX, "sh", "-c", "while :; do :; done"]}]
+        )
+    )
     daemon.write("busy.yaml", json.dumps(busy))
     daemon.write("idle.yaml", loop_pod("idle", app="quiet"))
     daemon.wait_running("busy")
@@ -352,8 +366,7 @@ def test_cp_and_edit(kubectl: Kubectl, daemon: DaemonHarness, tmp_path: Path) ->
         Path(target).unlink(missing_ok=True)
     # a label-only edit keeps the pod and its process
     env = dict(kubectl.env, EDITOR="sed -i s/tier:\\ backend/tier:\\ frontend/")
-    edited = subprocess.run([kubectl.binary, "edit", "pod", "box"], capture_output=True, text=True, env=env,
-                            timeout=60)
+    edited = subprocess.run([kubectl.binary, "edit", "pod", "box"], capture_output=True, text=True, env=env, timeout=60)
     assert edited.returncode == 0 and edited.stdout.strip() == "pod/box edited", edited
     assert kubectl.pod("box")["metadata"]["labels"] == {"tier": "frontend"}
     assert daemon.container_pid("box", "main") == pid

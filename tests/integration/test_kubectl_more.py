@@ -43,7 +43,7 @@ spec:
   containers:
   - {{name: main, image: busybox, command: ["{BUSYBOX}", "sh", "-c", "{LOOP}"]}}
 """
-SECOND_DOC = HAND_WRITTEN[HAND_WRITTEN.index("---\n"):]
+SECOND_DOC = HAND_WRITTEN[HAND_WRITTEN.index("---\n") :]
 
 
 @pytest.fixture
@@ -85,8 +85,11 @@ def test_server_side_apply_creates_then_merges(kubectl: Kubectl, daemon: DaemonH
     manifest.write_text(loop_pod("ssa", tier="backend"))
     assert kubectl("apply", "--server-side", "-f", str(manifest)).strip() == "pod/ssa serverside-applied"
     stored = daemon.manifests / "default_ssa.yaml"
-    assert yaml.safe_load(stored.read_text())["metadata"] == {"name": "ssa", "namespace": "default",
-                                                              "labels": {"tier": "backend"}}
+    assert yaml.safe_load(stored.read_text())["metadata"] == {
+        "name": "ssa",
+        "namespace": "default",
+        "labels": {"tier": "backend"},
+    }
     daemon.wait_running("ssa")
     uid, pid = kubectl.pod("ssa")["metadata"]["uid"], daemon.container_pid("ssa", "main")
 
@@ -138,34 +141,57 @@ def test_patch_json_merge_strategic(kubectl: Kubectl, daemon: DaemonHarness) -> 
 
     add = '[{"op":"add","path":"/metadata/labels/x","value":"y"}]'
     assert kubectl("patch", "pod", "first", "--type=json", "-p", add).strip() == "pod/first patched"
-    escaped = ('[{"op":"test","path":"/metadata/labels/x","value":"y"},'
-               '{"op":"add","path":"/metadata/labels/app.kubernetes.io~1name","value":"shop"},'
-               '{"op":"copy","from":"/metadata/labels/app","path":"/metadata/labels/copied"},'
-               '{"op":"move","from":"/metadata/labels/copied","path":"/metadata/labels/moved"},'
-               '{"op":"replace","path":"/metadata/labels/app","value":"api"},'
-               '{"op":"remove","path":"/metadata/labels/x"}]')
+    escaped = (
+        '[{"op":"test","path":"/metadata/labels/x","value":"y"},'
+        '{"op":"add","path":"/metadata/labels/app.kubernetes.io~1name","value":"shop"},'
+        '{"op":"copy","from":"/metadata/labels/app","path":"/metadata/labels/copied"},'
+        '{"op":"move","from":"/metadata/labels/copied","path":"/metadata/labels/moved"},'
+        '{"op":"replace","path":"/metadata/labels/app","value":"api"},'
+        '{"op":"remove","path":"/metadata/labels/x"}]'
+    )
     assert kubectl("patch", "pod", "first", "--type=json", "-p", escaped).strip() == "pod/first patched"
     labels = {"app": "api", "app.kubernetes.io/name": "shop", "moved": "web"}
     assert kubectl.pod("first")["metadata"]["labels"] == labels
     assert list(yaml.safe_load_all(path.read_text()))[0]["metadata"]["labels"] == labels
 
-    failed = kubectl.run("patch", "pod", "first", "--type=json", "-p",
-                         '[{"op":"test","path":"/metadata/labels/app","value":"nope"}]', check=False)
+    failed = kubectl.run(
+        "patch",
+        "pod",
+        "first",
+        "--type=json",
+        "-p",
+        '[{"op":"test","path":"/metadata/labels/app","value":"nope"}]',
+        check=False,
+    )
     assert failed.returncode == 1
-    assert failed.stderr.strip() == ("The request is invalid: "
-                                     "the server rejected our request due to an error in our request")
-    missing = kubectl.run("patch", "pod", "first", "--type=json", "-p",
-                          '[{"op":"remove","path":"/metadata/annotations/none"}]', check=False)
+    assert failed.stderr.strip() == (
+        "The request is invalid: the server rejected our request due to an error in our request"
+    )
+    missing = kubectl.run(
+        "patch",
+        "pod",
+        "first",
+        "--type=json",
+        "-p",
+        '[{"op":"remove","path":"/metadata/annotations/none"}]',
+        check=False,
+    )
     assert missing.returncode == 1 and "The request is invalid" in missing.stderr
     garbage = kubectl.run("patch", "pod", "first", "--type=json", "-p", '{"op":"add"}', check=False)
     assert garbage.returncode == 1 and "Error from server (BadRequest)" in garbage.stderr
 
-    assert kubectl("patch", "pod", "first", "--type=merge", "-p",
-                   '{"metadata":{"labels":{"moved":null,"m":"1"}}}').strip() == "pod/first patched"
-    assert kubectl("patch", "pod", "first", "--type=strategic", "-p",
-                   '{"metadata":{"annotations":{"note":"hi"}}}').strip() == "pod/first patched"
-    assert kubectl("patch", "pod", "first", "-p", '{"metadata":{"labels":{"m":"1"}}}').strip() == \
-        "pod/first patched (no change)"
+    assert (
+        kubectl("patch", "pod", "first", "--type=merge", "-p", '{"metadata":{"labels":{"moved":null,"m":"1"}}}').strip()
+        == "pod/first patched"
+    )
+    assert (
+        kubectl("patch", "pod", "first", "--type=strategic", "-p", '{"metadata":{"annotations":{"note":"hi"}}}').strip()
+        == "pod/first patched"
+    )
+    assert (
+        kubectl("patch", "pod", "first", "-p", '{"metadata":{"labels":{"m":"1"}}}').strip()
+        == "pod/first patched (no change)"
+    )
     pod = kubectl.pod("first")
     assert pod["metadata"]["labels"] == {"app": "api", "app.kubernetes.io/name": "shop", "m": "1"}
     assert pod["metadata"]["annotations"]["note"] == "hi"
@@ -173,15 +199,27 @@ def test_patch_json_merge_strategic(kubectl: Kubectl, daemon: DaemonHarness) -> 
 
     # the file keeps its comments, layout and the other document
     text = path.read_text()
-    for kept in ("# Pods of the team, kept under version control.", "name: first      # the name stays",
-                 "# the only container", "    - name: main"):
+    for kept in (
+        "# Pods of the team, kept under version control.",
+        "name: first      # the name stays",
+        "# the only container",
+        "    - name: main",
+    ):
         assert kept in text
     assert text.endswith(SECOND_DOC)
 
     # a JSON patch of the spec goes to the file too (recreating the pod), defaults and status do not
-    assert kubectl("patch", "pod", "first", "--type=json", "-p",
-                   '[{"op":"replace","path":"/spec/containers/0/image","value":"busybox:1.36"}]').strip() == \
-        "pod/first patched"
+    assert (
+        kubectl(
+            "patch",
+            "pod",
+            "first",
+            "--type=json",
+            "-p",
+            '[{"op":"replace","path":"/spec/containers/0/image","value":"busybox:1.36"}]',
+        ).strip()
+        == "pod/first patched"
+    )
     assert kubectl.pod("first")["metadata"]["uid"] != uid
     first = list(yaml.safe_load_all(path.read_text()))[0]
     assert first["spec"]["containers"][0]["image"] == "busybox:1.36"
@@ -196,8 +234,9 @@ def test_watch_nodes_and_events(kubectl: Kubectl, daemon: DaemonHarness) -> None
     try:
         nodes.wait("the node row", lambda line: line.split()[:2] == [node, "Ready"])
         assert kubectl("label", "node", node, "ssd=true").strip() == f"node/{node} labeled"
-        nodes.wait("a new row with the label", lambda line: line.split()[:2] == [node, "Ready"] and
-                   line.split()[-1] == "true")
+        nodes.wait(
+            "a new row with the label", lambda line: line.split()[:2] == [node, "Ready"] and line.split()[-1] == "true"
+        )
         daemon.write("watched.yaml", loop_pod("watched"))
         daemon.wait_running("watched")
         started = events.wait("the Started event", lambda line: "pod/watched" in line and "Started" in line)
@@ -210,8 +249,11 @@ def test_watch_nodes_and_events(kubectl: Kubectl, daemon: DaemonHarness) -> None
 
     # the raw watch: one JSON object per line, resourceVersions increasing
     listed = json.loads(kubectl("get", "--raw", "/api/v1/namespaces/default/events"))
-    watcher = kubectl.popen("get", "--raw", "/api/v1/namespaces/default/events?watch=true&resourceVersion="
-                            f"{listed['metadata']['resourceVersion']}")
+    watcher = kubectl.popen(
+        "get",
+        "--raw",
+        f"/api/v1/namespaces/default/events?watch=true&resourceVersion={listed['metadata']['resourceVersion']}",
+    )
     raw = Lines(watcher)
     try:
         kubectl("delete", "pod", "watched")
@@ -235,8 +277,10 @@ def test_hand_written_file_keeps_comments(kubectl: Kubectl, daemon: DaemonHarnes
 
     assert kubectl("label", "pod", "first", "team=a").strip() == "pod/first labeled"
     text = path.read_text()
-    assert text == HAND_WRITTEN.replace("    app: web       # what the service selects\n",
-                                        "    app: web       # what the service selects\n    team: a\n")
+    assert text == HAND_WRITTEN.replace(
+        "    app: web       # what the service selects\n",
+        "    app: web       # what the service selects\n    team: a\n",
+    )
     assert kubectl("label", "pod", "second", "on=yes").strip() == "pod/second labeled"
     docs = list(yaml.safe_load_all(path.read_text()))
     assert docs[0]["metadata"]["labels"] == {"app": "web", "team": "a"}

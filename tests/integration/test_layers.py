@@ -52,8 +52,9 @@ CAP_NET_RAW = CAP.decode("utf-8", "surrogateescape")
 
 
 def image(*layers: LayerDesc) -> ImageContent:
-    return ImageContent("docker.io/library/test:1", "sha256:" + "0" * 64, "", "sha256:" + "1" * 64, ImageConfig(),
-                        tuple(layers))
+    return ImageContent(
+        "docker.io/library/test:1", "sha256:" + "0" * 64, "", "sha256:" + "1" * 64, ImageConfig(), tuple(layers)
+    )
 
 
 @pytest.fixture
@@ -101,10 +102,22 @@ def hostile(tmp: Path, kind: str) -> tuple[Layer, str]:
     raise AssertionError(kind)
 
 
-@pytest.mark.parametrize("kind", ["traversal", "absolute", "symlink-write", "symlink-dotdot-write", "hardlink-out",
-                                  "hardlink-absolute", "whiteout-dotdot", "device"])
-def test_hostile_layers_are_refused_naming_the_entry_and_touch_nothing(env: tuple[LayerStore, Blobs, Path],
-                                                                       kind: str) -> None:
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "traversal",
+        "absolute",
+        "symlink-write",
+        "symlink-dotdot-write",
+        "hardlink-out",
+        "hardlink-absolute",
+        "whiteout-dotdot",
+        "device",
+    ],
+)
+def test_hostile_layers_are_refused_naming_the_entry_and_touch_nothing(
+    env: tuple[LayerStore, Blobs, Path], kind: str
+) -> None:
     store, blobs, tmp = env
     (tmp / "outside").mkdir()
     before = os.stat("/etc/passwd").st_nlink, os.stat("/etc/shadow").st_nlink  # (other tests may write /etc)
@@ -147,9 +160,19 @@ def test_metadata_hard_links_and_absolute_symlinks_are_kept(env: tuple[LayerStor
     store, blobs, tmp = env
     b = TarBuilder(tmp / "meta.tar").dir("usr").dir("usr/bin", mtime=1_500_000_000)
     b.file("usr/bin/su", b"#!/bin/sh\n", mode=0o4755, uid=0, gid=0)
-    b.file("usr/bin/tool", b"tool", mode=0o750, uid=1234, gid=5678, mtime=1_400_000_000,
-           pax_headers={"SCHILY.xattr.user.origin": "test", "SCHILY.xattr.security.capability": CAP_NET_RAW,
-                        "SCHILY.xattr.trusted.overlay.redirect": "/etc"})
+    b.file(
+        "usr/bin/tool",
+        b"tool",
+        mode=0o750,
+        uid=1234,
+        gid=5678,
+        mtime=1_400_000_000,
+        pax_headers={
+            "SCHILY.xattr.user.origin": "test",
+            "SCHILY.xattr.security.capability": CAP_NET_RAW,
+            "SCHILY.xattr.trusted.overlay.redirect": "/etc",
+        },
+    )
     b.hardlink("usr/bin/tool2", "usr/bin/tool").dir("etc").symlink("etc/alt", "/usr/bin/tool")
     b.symlink("etc/rel", "../usr/bin/su")
     b.tf.addfile(__import__("tarfile").TarInfo("pipe"))  # a plain regular empty file stays fine
@@ -171,20 +194,38 @@ def test_metadata_hard_links_and_absolute_symlinks_are_kept(env: tuple[LayerStor
 
 def test_whiteouts_and_opaque_dirs_stack_as_overlay_lowerdirs(env: tuple[LayerStore, Blobs, Path]) -> None:
     store, blobs, tmp = env
-    bottom = (TarBuilder(tmp / "bottom.tar").dir("a").file("a/keep", b"k").file("a/gone", b"g").dir("o")
-              .file("o/old", b"o").dir("o/sub").file("top", b"t").file("removed", b"r").done())
-    upper = (TarBuilder(tmp / "upper.tar").dir("a").file("a/.wh.gone").dir("o").file("o/.wh..wh..opq")
-             .file("o/new", b"n").file(".wh.removed").done())
+    bottom = (
+        TarBuilder(tmp / "bottom.tar")
+        .dir("a")
+        .file("a/keep", b"k")
+        .file("a/gone", b"g")
+        .dir("o")
+        .file("o/old", b"o")
+        .dir("o/sub")
+        .file("top", b"t")
+        .file("removed", b"r")
+        .done()
+    )
+    upper = (
+        TarBuilder(tmp / "upper.tar")
+        .dir("a")
+        .file("a/.wh.gone")
+        .dir("o")
+        .file("o/.wh..wh..opq")
+        .file("o/new", b"n")
+        .file(".wh.removed")
+        .done()
+    )
     lowers = unpack(store, blobs, blobs.add(bottom), blobs.add(upper, "zstd"))
-    assert lowers == (store.path(image(blobs.add(bottom), blobs.add(upper)).chain_ids()[1]),
-                      store.path(bottom.diff_id))
+    assert lowers == (store.path(image(blobs.add(bottom), blobs.add(upper)).chain_ids()[1]), store.path(bottom.diff_id))
     wh = os.lstat(lowers[0] / "a" / "gone")
     assert stat.S_ISCHR(wh.st_mode) and wh.st_rdev == 0
     assert os.getxattr(lowers[0] / "o", "trusted.overlay.opaque") == b"y"
     mnt = tmp / "mnt"
     mnt.mkdir()
-    subprocess.run(["mount", "-t", "overlay", "overlay", "-o", f"lowerdir={lowers[0]}:{lowers[1]}", str(mnt)],
-                   check=True)
+    subprocess.run(
+        ["mount", "-t", "overlay", "overlay", "-o", f"lowerdir={lowers[0]}:{lowers[1]}", str(mnt)], check=True
+    )
     try:
         assert sorted(os.listdir(mnt)) == ["a", "o", "top"]
         assert os.listdir(mnt / "a") == ["keep"]
@@ -207,8 +248,9 @@ def test_concurrent_callers_share_one_unpack_and_layers_are_shared(env: tuple[La
     store._run_helper = counting  # type: ignore[method-assign]
 
     async def both() -> list[tuple[Path, ...]]:
-        return await asyncio.gather(store.ensure_layers(image(desc), blobs.path),
-                                    store.ensure_layers(image(desc), blobs.path))
+        return await asyncio.gather(
+            store.ensure_layers(image(desc), blobs.path), store.ensure_layers(image(desc), blobs.path)
+        )
 
     a, b = asyncio.run(both())
     assert a == b and len(runs) == 1
@@ -250,8 +292,19 @@ def test_a_daemon_killed_mid_unpack_leaves_no_complete_looking_layer(env: tuple[
     layer = b.done()
     desc = blobs.add(layer, "none")
     repo = str(Path(__file__).resolve().parents[2])
-    proc = subprocess.Popen([sys.executable, "-c", _KILLED, repo, str(store.root), desc.digest, layer.diff_id,
-                             str(blobs.path(desc.digest))], start_new_session=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            _KILLED,
+            repo,
+            str(store.root),
+            desc.digest,
+            layer.diff_id,
+            str(blobs.path(desc.digest)),
+        ],
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -282,8 +335,12 @@ def test_the_busybox_root_unpacks_and_runs_chrooted(env: tuple[LayerStore, Blobs
     store, blobs, _ = env
     layers = imagefs.busybox_root()
     (lower,) = unpack(store, blobs, *(blobs.add(x) for x in layers))
-    out = subprocess.run(["chroot", str(lower), "/bin/sh", "-c", "echo hello from $(basename $(readlink /bin/ls))"],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["chroot", str(lower), "/bin/sh", "-c", "echo hello from $(basename $(readlink /bin/ls))"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert out == "hello from busybox\n"
 
 

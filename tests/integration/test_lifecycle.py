@@ -100,8 +100,6 @@ def wait_container(
     return result
 
 
-
-
 def wait_phase(daemon: DaemonHarness, name: str, phase: str, timeout: float = 20) -> dict[str, Any]:
     return wait_pod(daemon, name, lambda p: bool(p["status"]["phase"] == phase), timeout, f"pod {name} phase {phase}")
 
@@ -130,10 +128,16 @@ def shared_dir() -> Iterator[Path]:
 
 
 def test_always_restarts_containers_that_exit_0_and_1(daemon: DaemonHarness) -> None:
-    daemon.write("always.yaml", pod_yaml("always", [
-        sh("ok", "echo ok; exit 0"),
-        sh("bad", "echo bad; exit 1"),
-    ]))
+    daemon.write(
+        "always.yaml",
+        pod_yaml(
+            "always",
+            [
+                sh("ok", "echo ok; exit 0"),
+                sh("bad", "echo bad; exit 1"),
+            ],
+        ),
+    )
     phases: set[str] = set()
 
     def both_restarted() -> dict[str, Any] | None:
@@ -145,8 +149,9 @@ def test_always_restarts_containers_that_exit_0_and_1(daemon: DaemonHarness) -> 
         ):
             phases.add(p["status"]["phase"])
         ok, bad = status_of(p, "ok"), status_of(p, "bad")
-        return p if ok["restartCount"] >= 1 and bad["restartCount"] >= 1 and ok["lastState"] and bad[
-            "lastState"] else None
+        return (
+            p if ok["restartCount"] >= 1 and bad["restartCount"] >= 1 and ok["lastState"] and bad["lastState"] else None
+        )
 
     pod = daemon.wait_for(both_restarted, 20, "both containers restarted")
     assert_terminated(status_of(pod, "ok")["lastState"]["terminated"], 0, "Completed")
@@ -186,12 +191,20 @@ def test_on_failure_does_not_restart_success_and_pod_succeeds(daemon: DaemonHarn
 
 
 def test_on_failure_restarts_only_the_failing_container(daemon: DaemonHarness) -> None:
-    daemon.write("onf-mix.yaml", pod_yaml("onf-mix", [
-        sh("ok", "exit 0"),
-        sh("bad", "exit 2"),
-    ], restartPolicy="OnFailure"))
-    bad = wait_container(daemon, "onf-mix", "bad", lambda c, _p: c["restartCount"] >= 1 and c["lastState"],
-                         what="bad restarted")
+    daemon.write(
+        "onf-mix.yaml",
+        pod_yaml(
+            "onf-mix",
+            [
+                sh("ok", "exit 0"),
+                sh("bad", "exit 2"),
+            ],
+            restartPolicy="OnFailure",
+        ),
+    )
+    bad = wait_container(
+        daemon, "onf-mix", "bad", lambda c, _p: c["restartCount"] >= 1 and c["lastState"], what="bad restarted"
+    )
     assert_terminated(bad["lastState"]["terminated"], 2, "Error")
     pod = get_pod(daemon, "onf-mix")
     # OnFailure with a failure that will be retried: Running
@@ -286,10 +299,12 @@ def test_crashloop_backoff_timing_messages_and_event(daemon: DaemonHarness) -> N
 
 def test_init_containers_run_in_order_before_the_app(daemon: DaemonHarness, shared_dir: Path) -> None:
     order = shared_dir / "order"
-    spec = {"initContainers": [
-        sh("init-1", f"echo init-1 >> {order}"),
-        sh("init-2", f"sleep 1; echo init-2 >> {order}"),
-    ]}
+    spec = {
+        "initContainers": [
+            sh("init-1", f"echo init-1 >> {order}"),
+            sh("init-2", f"sleep 1; echo init-2 >> {order}"),
+        ]
+    }
     daemon.write("inits.yaml", pod_yaml("inits", [sh("app", f"echo app >> {order}; sleep 1000")], **spec))
     # while init-2 runs the app waits in PodInitializing and the pod is Pending
     waiting = wait_container(daemon, "inits", "init-2", lambda c, _p: "running" in c["state"], 15, "init-2 running")
@@ -316,8 +331,9 @@ def test_init_containers_run_in_order_before_the_app(daemon: DaemonHarness, shar
 
 
 def test_completed_init_containers_are_ready(daemon: DaemonHarness) -> None:
-    daemon.write("initready.yaml", pod_yaml("initready", [sh("app", "sleep 1000")],
-                                            initContainers=[sh("init", "exit 0")]))
+    daemon.write(
+        "initready.yaml", pod_yaml("initready", [sh("app", "sleep 1000")], initContainers=[sh("init", "exit 0")])
+    )
     pod = daemon.wait_running("initready")
     init = status_of(pod, "init")
     assert "terminated" in init["state"]
@@ -325,10 +341,15 @@ def test_completed_init_containers_are_ready(daemon: DaemonHarness) -> None:
 
 
 def test_failing_init_container_with_never_fails_the_pod(daemon: DaemonHarness) -> None:
-    daemon.write("initfail.yaml", pod_yaml(
-        "initfail", [sh("app", "echo app; sleep 1000")],
-        initContainers=[sh("init", "echo failing; exit 4")], restartPolicy="Never",
-    ))
+    daemon.write(
+        "initfail.yaml",
+        pod_yaml(
+            "initfail",
+            [sh("app", "echo app; sleep 1000")],
+            initContainers=[sh("init", "echo failing; exit 4")],
+            restartPolicy="Never",
+        ),
+    )
     pod = wait_phase(daemon, "initfail", "Failed")
     init = status_of(pod, "init")
     assert_terminated(init["state"]["terminated"], 4, "Error")
@@ -348,9 +369,15 @@ def test_failing_init_container_with_never_fails_the_pod(daemon: DaemonHarness) 
 
 
 def test_failed_init_pod_releases_its_sandbox(daemon: DaemonHarness) -> None:
-    daemon.write("initrel.yaml", pod_yaml(
-        "initrel", [sh("app", "sleep 1000")], initContainers=[sh("init", "exit 4")], restartPolicy="Never",
-    ))
+    daemon.write(
+        "initrel.yaml",
+        pod_yaml(
+            "initrel",
+            [sh("app", "sleep 1000")],
+            initContainers=[sh("init", "exit 4")],
+            restartPolicy="Never",
+        ),
+    )
     wait_phase(daemon, "initrel", "Failed")
     daemon.wait_for(lambda: "podIP" not in get_pod(daemon, "initrel")["status"], 5, "podIP released")
     daemon.wait_for(lambda: not bridge_links(daemon), 10, "veth removed from the bridge")
@@ -390,8 +417,9 @@ def test_container_ignoring_sigterm_is_killed_after_the_grace_period(daemon: Dae
     t0 = time.monotonic()
     daemon.remove("stubborn.yaml")
     # while terminating the pod stays listed with a deletionTimestamp, its container still running
-    terminating = wait_pod(daemon, "stubborn", lambda p: "deletionTimestamp" in p["metadata"], 5,
-                           "deletionTimestamp while terminating")
+    terminating = wait_pod(
+        daemon, "stubborn", lambda p: "deletionTimestamp" in p["metadata"], 5, "deletionTimestamp while terminating"
+    )
     assert terminating["metadata"]["deletionGracePeriodSeconds"] == 3
     assert "running" in status_of(terminating, "main")["state"]
     assert time.monotonic() - t0 < 3
@@ -408,9 +436,13 @@ def test_container_ignoring_sigterm_is_killed_after_the_grace_period(daemon: Dae
 
 def test_container_without_command_is_a_config_error(daemon: DaemonHarness) -> None:
     daemon.write("nocmd.yaml", pod_yaml("nocmd", [{"name": "img", "image": "busybox"}]))
-    st = wait_container(daemon, "nocmd", "img",
-                        lambda c, _p: c["state"].get("waiting", {}).get("reason") == "CreateContainerConfigError",
-                        what="CreateContainerConfigError")
+    st = wait_container(
+        daemon,
+        "nocmd",
+        "img",
+        lambda c, _p: c["state"].get("waiting", {}).get("reason") == "CreateContainerConfigError",
+        what="CreateContainerConfigError",
+    )
     assert "command" in st["state"]["waiting"]["message"], st
     assert st["restartCount"] == 0
     assert get_pod(daemon, "nocmd")["status"]["phase"] == "Pending"
@@ -438,9 +470,14 @@ def test_missing_executable_is_a_start_error(daemon: DaemonHarness) -> None:
 def test_missing_executable_under_always_backs_off(daemon: DaemonHarness) -> None:
     missing = {"name": "ghost", "image": "busybox", "command": ["mk-no-such-program-xyz"]}
     daemon.write("ghost2.yaml", pod_yaml("ghost2", [missing]))
-    st = wait_container(daemon, "ghost2", "ghost",
-                        lambda c, _p: c["state"].get("waiting", {}).get("reason") == "CrashLoopBackOff", 15,
-                        "StartError then CrashLoopBackOff")
+    st = wait_container(
+        daemon,
+        "ghost2",
+        "ghost",
+        lambda c, _p: c["state"].get("waiting", {}).get("reason") == "CrashLoopBackOff",
+        15,
+        "StartError then CrashLoopBackOff",
+    )
     last = st["lastState"]["terminated"]
     assert last["reason"] == "StartError" and last["exitCode"] == 128, last
     assert "executable file not found in $PATH" in last["message"]

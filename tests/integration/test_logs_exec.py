@@ -47,12 +47,14 @@ class Kubectl:
         return [str(self.binary), *args]
 
     def __call__(self, *args: str, input: str | None = None, timeout: float = 30) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(self.argv(*args), input=input, capture_output=True, text=True, env=self.env,
-                              timeout=timeout)
+        return subprocess.run(
+            self.argv(*args), input=input, capture_output=True, text=True, env=self.env, timeout=timeout
+        )
 
     def popen(self, *args: str) -> subprocess.Popen[str]:
-        return subprocess.Popen(self.argv(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                env=self.env)
+        return subprocess.Popen(
+            self.argv(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=self.env
+        )
 
 
 @pytest.fixture
@@ -74,10 +76,16 @@ def wait_log(daemon: DaemonHarness, pod: str, container: str, text: str) -> None
 
 
 def test_logs_container_and_tail(daemon: DaemonHarness, kubectl: Kubectl) -> None:
-    daemon.write("lp.yaml", pod_yaml("lp", [
-        sh("main", "echo one; echo two; echo three; exec sleep 1000"),
-        sh("side", "echo side says hi; exec sleep 1000"),
-    ]))
+    daemon.write(
+        "lp.yaml",
+        pod_yaml(
+            "lp",
+            [
+                sh("main", "echo one; echo two; echo three; exec sleep 1000"),
+                sh("side", "echo side says hi; exec sleep 1000"),
+            ],
+        ),
+    )
     daemon.wait_running("lp")
     wait_log(daemon, "lp", "main", "three")
     wait_log(daemon, "lp", "side", "side says hi")
@@ -103,10 +111,20 @@ def test_logs_follow_streams_lines_and_ends_when_the_container_exits(
     daemon: DaemonHarness, kubectl: Kubectl, tmp_path: Path
 ) -> None:
     go = tmp_path / "go"
-    daemon.write("fp.yaml", pod_yaml("fp", [
-        sh("main", f"echo ready; while [ ! -e {go} ]; do sleep 0.05; done; "
-                   "for i in 1 2 3; do echo line$i; sleep 0.7; done"),
-    ], restartPolicy="Never"))
+    daemon.write(
+        "fp.yaml",
+        pod_yaml(
+            "fp",
+            [
+                sh(
+                    "main",
+                    f"echo ready; while [ ! -e {go} ]; do sleep 0.05; done; "
+                    "for i in 1 2 3; do echo line$i; sleep 0.7; done",
+                ),
+            ],
+            restartPolicy="Never",
+        ),
+    )
     daemon.wait_running("fp")
     wait_log(daemon, "fp", "main", "ready")
     with kubectl.popen("logs", "-f", "fp") as proc:
@@ -128,8 +146,9 @@ def test_logs_follow_streams_lines_and_ends_when_the_container_exits(
 
 
 def test_logs_follow_ends_when_the_pod_is_deleted(daemon: DaemonHarness, kubectl: Kubectl) -> None:
-    daemon.write("dp.yaml", pod_yaml("dp", [sh("main", "echo started; exec sleep 1000")],
-                                     terminationGracePeriodSeconds=1))
+    daemon.write(
+        "dp.yaml", pod_yaml("dp", [sh("main", "echo started; exec sleep 1000")], terminationGracePeriodSeconds=1)
+    )
     daemon.wait_running("dp")
     wait_log(daemon, "dp", "main", "started")
     with kubectl.popen("logs", "-f", "dp") as proc:
@@ -165,12 +184,26 @@ def test_log_and_exec_errors_are_status_objects(kubectl: Kubectl, ex: str) -> No
 
 def test_logs_previous_after_a_restart(daemon: DaemonHarness, kubectl: Kubectl, tmp_path: Path) -> None:
     counter = tmp_path / "count"
-    daemon.write("rp.yaml", pod_yaml("rp", [
-        sh("main", f"n=$(cat {counter} 2>/dev/null || echo 0); n=$((n+1)); echo $n > {counter}; echo run $n; "
-                   "[ $n -ge 2 ] && exec sleep 1000; exit 1"),
-    ]))
-    daemon.wait_for(lambda: daemon.container("rp", "main")["restartCount"] >= 1
-                    and "running" in daemon.container("rp", "main")["state"], 40, "a restart of rp/main")
+    daemon.write(
+        "rp.yaml",
+        pod_yaml(
+            "rp",
+            [
+                sh(
+                    "main",
+                    f"n=$(cat {counter} 2>/dev/null || echo 0); n=$((n+1)); echo $n > {counter}; echo run $n; "
+                    "[ $n -ge 2 ] && exec sleep 1000; exit 1",
+                ),
+            ],
+        ),
+    )
+    daemon.wait_for(
+        lambda: (
+            daemon.container("rp", "main")["restartCount"] >= 1 and "running" in daemon.container("rp", "main")["state"]
+        ),
+        40,
+        "a restart of rp/main",
+    )
     wait_log(daemon, "rp", "main", "run 2")
     r = kubectl("logs", "rp", "--previous")
     assert (r.returncode, r.stdout) == (0, "run 1\n"), r.stderr
@@ -233,8 +266,11 @@ def test_exec_stdin(kubectl: Kubectl, ex: str) -> None:
 
 def test_exec_into_a_container_that_is_not_running(daemon: DaemonHarness, kubectl: Kubectl) -> None:
     daemon.write("cr.yaml", pod_yaml("cr", [sh("main", "exec sleep 1000"), sh("crash", "exit 1")]))
-    daemon.wait_for(lambda: daemon.container("cr", "crash")["state"].get("waiting", {}).get("reason")
-                    == "CrashLoopBackOff", 30, "cr/crash in CrashLoopBackOff")
+    daemon.wait_for(
+        lambda: daemon.container("cr", "crash")["state"].get("waiting", {}).get("reason") == "CrashLoopBackOff",
+        30,
+        "cr/crash in CrashLoopBackOff",
+    )
     r = kubectl("exec", "cr", "-c", "crash", "--", "true")
     assert r.returncode == 1
     assert 'error: Internal error occurred: container "crash" in pod "cr" is not running' in r.stderr, r.stderr
@@ -289,18 +325,23 @@ def tmux_session(run_id: str) -> Iterator[str]:
 
 
 def _pane(session: str) -> str:
-    return subprocess.run(["tmux", "capture-pane", "-p", "-J", "-t", session, "-S", "-100"],
-                          capture_output=True, text=True).stdout
+    return subprocess.run(
+        ["tmux", "capture-pane", "-p", "-J", "-t", session, "-S", "-100"], capture_output=True, text=True
+    ).stdout
 
 
-def test_exec_it_with_a_pty_and_resize(daemon: DaemonHarness, kubectl: Kubectl, ex: str, tmux_session: str,
-                                       tmp_path: Path) -> None:
+def test_exec_it_with_a_pty_and_resize(
+    daemon: DaemonHarness, kubectl: Kubectl, ex: str, tmux_session: str, tmp_path: Path
+) -> None:
     script = tmp_path / "run.sh"
     env = " ".join(f"{k}={kubectl.env[k]}" for k in ("KUBECONFIG", "KUBECACHEDIR"))
-    script.write_text(f"{env} {kubectl.binary} exec -it {ex} -- sh -c 'echo FIRST=$(stty size)'\n"
-                      f"{env} {kubectl.binary} exec -it {ex} -- sh; echo KUBECTL-EXIT=$?; sleep 600\n")
-    subprocess.run(["tmux", "new-session", "-d", "-s", tmux_session, "-x", "120", "-y", "30", "sh", str(script)],
-                   check=True)
+    script.write_text(
+        f"{env} {kubectl.binary} exec -it {ex} -- sh -c 'echo FIRST=$(stty size)'\n"
+        f"{env} {kubectl.binary} exec -it {ex} -- sh; echo KUBECTL-EXIT=$?; sleep 600\n"
+    )
+    subprocess.run(
+        ["tmux", "new-session", "-d", "-s", tmux_session, "-x", "120", "-y", "30", "sh", str(script)], check=True
+    )
 
     def keys(text: str) -> None:
         subprocess.run(["tmux", "send-keys", "-t", tmux_session, text, "Enter"], check=True)

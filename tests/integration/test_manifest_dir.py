@@ -52,8 +52,13 @@ def write_bytes(daemon: DaemonHarness, filename: str, data: bytes, mode: int = 0
     return path
 
 
-def labelled(name: str, containers: list[dict[str, Any]], labels: dict[str, str] | None = None,
-             annotations: dict[str, str] | None = None, **spec: Any) -> str:
+def labelled(
+    name: str,
+    containers: list[dict[str, Any]],
+    labels: dict[str, str] | None = None,
+    annotations: dict[str, str] | None = None,
+    **spec: Any,
+) -> str:
     doc = json.loads(pod_yaml(name, containers, **spec))
     if labels is not None:
         doc["metadata"]["labels"] = labels
@@ -167,8 +172,11 @@ def test_invalid_edit_keeps_the_running_pod_and_a_fix_applies(daemon: DaemonHarn
     assert str(path) in message
     assert "spec.containers[0].ports[0].containerPort: Invalid value: 70000" in message
     assert "between 1 and 65535" in message
-    daemon.wait_for(lambda: "Manifest not applied" in daemon.log() and "containerPort" in daemon.log(), 10,
-                    "the error in the daemon log")
+    daemon.wait_for(
+        lambda: "Manifest not applied" in daemon.log() and "containerPort" in daemon.log(),
+        10,
+        "the error in the daemon log",
+    )
     time.sleep(0.5)  # nothing must happen to the running pod
     assert_untouched(daemon, "md-invalid", before)
     assert errors(daemon) == {str(path): message}

@@ -39,10 +39,16 @@ def test_two_containers_share_localhost_and_namespaces(daemon: DaemonHarness, tm
     www = tmp_path / "www"
     www.mkdir()
     (www / "index.html").write_text("hello from web\n")
-    daemon.write("web.yaml", pod_yaml("web", [
-        httpd("web", 8080, str(www)),
-        sh("client", f"while ! {BUSYBOX} wget -q -O- http://127.0.0.1:8080/; do sleep 0.1; done; sleep 1000"),
-    ]))
+    daemon.write(
+        "web.yaml",
+        pod_yaml(
+            "web",
+            [
+                httpd("web", 8080, str(www)),
+                sh("client", f"while ! {BUSYBOX} wget -q -O- http://127.0.0.1:8080/; do sleep 0.1; done; sleep 1000"),
+            ],
+        ),
+    )
     pod = daemon.wait_running("web")
     pause = daemon.pause_pid("web")
     web, client = daemon.container_pid("web", "web"), daemon.container_pid("web", "client")
@@ -62,10 +68,16 @@ def test_two_containers_share_localhost_and_namespaces(daemon: DaemonHarness, tm
 
 
 def test_ps_in_container_shows_only_the_pod_with_pause_as_pid_1(daemon: DaemonHarness) -> None:
-    daemon.write("ps.yaml", pod_yaml("ps", [
-        sh("a", f"{BUSYBOX} ps -o pid,comm; sleep 1000"),
-        sh("b", "sleep 1000"),
-    ]))
+    daemon.write(
+        "ps.yaml",
+        pod_yaml(
+            "ps",
+            [
+                sh("a", f"{BUSYBOX} ps -o pid,comm; sleep 1000"),
+                sh("b", "sleep 1000"),
+            ],
+        ),
+    )
     pod = daemon.wait_running("ps")
     log = daemon.log_dir / f"default_ps_{pod['metadata']['uid']}" / "a" / "0.log"
     text = daemon.wait_for(lambda: log.read_text() if "pause" in log.read_text() else "", 10, "ps output")
@@ -92,9 +104,7 @@ def test_pod_ip_answers_from_the_host_and_from_other_pods(daemon: DaemonHarness,
     daemon.write("a.yaml", pod_yaml("a", [httpd("web", 8080, str(www))]))
     ip = daemon.wait_running("a")["status"]["podIP"]
     assert ipaddress.IPv4Address(ip) in daemon.cidr
-    body = daemon.wait_for(
-        lambda: http_get(f"http://{ip}:8080/"), 10, "HTTP from the host"
-    )
+    body = daemon.wait_for(lambda: http_get(f"http://{ip}:8080/"), 10, "HTTP from the host")
     assert body == "pod ip ok\n"
     daemon.write("b.yaml", pod_yaml("b", [sh("client", f"{BUSYBOX} wget -q -O- http://{ip}:8080/; sleep 1000")]))
     pod_b = daemon.wait_running("b")
@@ -107,8 +117,9 @@ def test_remove_manifest_stops_pod_and_frees_network(daemon: DaemonHarness) -> N
     daemon.write("gone.yaml", pod_yaml("gone", [sh("c", "sleep 1000")]))
     daemon.wait_running("gone")
     pause, c = daemon.pause_pid("gone"), daemon.container_pid("gone", "c")
-    links_before = subprocess.run(["ip", "-o", "link", "show", "master", daemon.bridge], capture_output=True,
-                                  text=True).stdout
+    links_before = subprocess.run(
+        ["ip", "-o", "link", "show", "master", daemon.bridge], capture_output=True, text=True
+    ).stdout
     assert links_before.strip()
     t0 = time.monotonic()
     daemon.remove("gone.yaml")
@@ -117,8 +128,6 @@ def test_remove_manifest_stops_pod_and_frees_network(daemon: DaemonHarness) -> N
     assert time.monotonic() - t0 < 30
     links = subprocess.run(["ip", "-o", "link", "show", "master", daemon.bridge], capture_output=True, text=True)
     assert links.stdout.strip() == ""
-
-
 
 
 def _pause_facts(daemon: DaemonHarness, name: str) -> tuple[str, str]:

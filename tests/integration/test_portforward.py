@@ -38,8 +38,10 @@ def listening(daemon: DaemonHarness, pod: str, port: int) -> bool:
 def local_httpd(name: str, ports: list[int], root: str) -> dict[str, object]:
     """A container serving ``root`` with busybox httpd on 127.0.0.1:PORT for each port (loopback only)."""
     servers = " & ".join(f"{BUSYBOX} httpd -f -p 127.0.0.1:{p} -h {root}" for p in ports)
-    script = (f"mkdir -p {root} && echo hello from $(hostname) > {root}/index.html && "
-              f"head -c {BIG} /dev/zero | tr '\\0' x > {root}/big && {{ {servers} & wait; }}")
+    script = (
+        f"mkdir -p {root} && echo hello from $(hostname) > {root}/index.html && "
+        f"head -c {BIG} /dev/zero | tr '\\0' x > {root}/big && {{ {servers} & wait; }}"
+    )
     return {"name": name, "image": "busybox", "command": [BUSYBOX, "sh", "-c", script]}
 
 
@@ -130,8 +132,9 @@ def test_forward_to_loopback_only_server(daemon: DaemonHarness, kubectl: Kubectl
             assert http_get(f"{url}/index.html", timeout=10) == "hello from pfweb\n"
         assert http_get(f"{url}/big", timeout=30) == "x" * BIG
         with ThreadPoolExecutor(8) as pool:  # concurrent: interleaved streams in one SPDY connection
-            results = list(pool.map(lambda i: http_get(f"{url}/{'big' if i % 4 == 0 else 'index.html'}", 30),
-                                    range(16)))
+            results = list(
+                pool.map(lambda i: http_get(f"{url}/{'big' if i % 4 == 0 else 'index.html'}", 30), range(16))
+            )
         assert results == ["x" * BIG if i % 4 == 0 else "hello from pfweb\n" for i in range(16)]
         with pytest.raises(urllib.error.HTTPError) as missing:
             http_get(f"{url}/no-such-file", timeout=10)
@@ -146,8 +149,11 @@ def test_forward_to_loopback_only_server(daemon: DaemonHarness, kubectl: Kubectl
     zygote = [c for c in _children(pid) if _comm(c) == "mk-zygote"]
     assert len(zygote) == 1
     # every connect helper (a fork of the zygote, same name) has exited and been reaped; pauses stay
-    daemon.wait_for(lambda: not [c for c in _children(zygote[0]) if _comm(c) == "mk-zygote"], 10,
-                    "the zygote's connect helpers gone")
+    daemon.wait_for(
+        lambda: not [c for c in _children(zygote[0]) if _comm(c) == "mk-zygote"],
+        10,
+        "the zygote's connect helpers gone",
+    )
     log = daemon.log()
     assert "Port forward session started pod=default/pfweb" in log
     assert "Traceback" not in log, log[-3000:]

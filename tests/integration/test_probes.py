@@ -91,12 +91,15 @@ def condition(pod: dict[str, Any], kind: str) -> str:
     return ""
 
 
-
-
 def wait_ready(daemon: DaemonHarness, name: str, container: str, ready: bool, timeout: float = 15) -> dict[str, Any]:
     try:
-        return wait_pod(daemon, name, lambda p: status_of(p, container)["ready"] is ready, timeout,
-                        f"{name}/{container} ready={ready}")
+        return wait_pod(
+            daemon,
+            name,
+            lambda p: status_of(p, container)["ready"] is ready,
+            timeout,
+            f"{name}/{container} ready={ready}",
+        )
     except AssertionError as e:
         seen = [(x["reason"], x["message"]) for x in events_of(daemon, name)]
         raise AssertionError(f"{e}; status: {daemon.pod(name)}; events: {seen}") from None
@@ -107,8 +110,12 @@ def events(daemon: DaemonHarness, pod: str, reason: str, container: str | None =
 
 
 def wait_event(
-    daemon: DaemonHarness, pod: str, reason: str, container: str | None = None,
-    match: Callable[[str], bool] = lambda _m: True, timeout: float = 15,
+    daemon: DaemonHarness,
+    pod: str,
+    reason: str,
+    container: str | None = None,
+    match: Callable[[str], bool] = lambda _m: True,
+    timeout: float = 15,
 ) -> dict[str, Any]:
     def probe() -> dict[str, Any] | None:
         found = [e for e in events(daemon, pod, reason, container) if match(e["message"])]
@@ -149,8 +156,9 @@ def pids_in_pidns(pause: int, argv: list[str]) -> list[int]:
     return found
 
 
-def watch_pause(daemon: DaemonHarness, name: str, changes: int, timeout: float,
-                since: int | None = None) -> list[tuple[float, int]]:
+def watch_pause(
+    daemon: DaemonHarness, name: str, changes: int, timeout: float, since: int | None = None
+) -> list[tuple[float, int]]:
     """Poll the pod's pause pid until it has changed ``changes`` times: [(monotonic time seen, pid), ...].
 
     ``since`` is the pause pid the count starts from; pass it when the first change may already have happened
@@ -174,8 +182,12 @@ def watch_pause(daemon: DaemonHarness, name: str, changes: int, timeout: float,
 
 def test_http_500_liveness_recreates_pod_and_backs_off(daemon: DaemonHarness, www: Path) -> None:
     path = cgi(www, "fail", "printf 'Status: 500 Internal Server Error\\r\\n\\r\\n'\n")
-    daemon.write("h500.yaml", pod_yaml("h500", [web(www, livenessProbe=http_probe(path, failureThreshold=2))],
-                                       terminationGracePeriodSeconds=2))
+    daemon.write(
+        "h500.yaml",
+        pod_yaml(
+            "h500", [web(www, livenessProbe=http_probe(path, failureThreshold=2))], terminationGracePeriodSeconds=2
+        ),
+    )
     daemon.wait_running("h500")
     first_pause = daemon.pause_pid("h500")
     seen = watch_pause(daemon, "h500", 2, 45, since=first_pause)
@@ -205,24 +217,33 @@ def test_http_timeout_is_a_failure(daemon: DaemonHarness, www: Path) -> None:
     t0 = time.monotonic()
     ev = wait_event(daemon, "hslow", "Unhealthy", "web")
     assert time.monotonic() - t0 < 4
-    assert ev["message"] == (f'Readiness probe failed: Get "http://{ip}:8080{path}": context deadline exceeded '
-                             "(Client.Timeout exceeded while awaiting headers)")
+    assert ev["message"] == (
+        f'Readiness probe failed: Get "http://{ip}:8080{path}": context deadline exceeded '
+        "(Client.Timeout exceeded while awaiting headers)"
+    )
     pod = get_pod(daemon, "hslow")
     assert status_of(pod, "web")["ready"] is False
     assert condition(pod, "Ready") == "False" and condition(pod, "ContainersReady") == "False"
 
 
 def test_http_connection_refused_and_named_port(daemon: DaemonHarness, www: Path) -> None:
-    daemon.write("hports.yaml", pod_yaml("hports", [
-        web(www, readinessProbe=http_probe("/index.html", port="http")),
-        idle("refused", readinessProbe=http_probe("/", port=9999)),
-    ]))
+    daemon.write(
+        "hports.yaml",
+        pod_yaml(
+            "hports",
+            [
+                web(www, readinessProbe=http_probe("/index.html", port="http")),
+                idle("refused", readinessProbe=http_probe("/", port=9999)),
+            ],
+        ),
+    )
     ip = pod_ip(daemon, "hports")
     # the named port resolves to containerPort 8080 of the same container: ready
     wait_ready(daemon, "hports", "web", True)
     ev = wait_event(daemon, "hports", "Unhealthy", "refused")
-    assert ev["message"] == (f'Readiness probe failed: Get "http://{ip}:9999/": dial tcp {ip}:9999: connect: '
-                             "connection refused")
+    assert ev["message"] == (
+        f'Readiness probe failed: Get "http://{ip}:9999/": dial tcp {ip}:9999: connect: connection refused'
+    )
     pod = get_pod(daemon, "hports")
     assert status_of(pod, "refused")["ready"] is False
     assert condition(pod, "Ready") == "False"
@@ -253,10 +274,31 @@ srv.serve_forever()
 
 def test_https_self_signed_cert_succeeds(daemon: DaemonHarness, www: Path) -> None:
     cert, key, agents = www / "cert.pem", www / "key.pem", www / "agents"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
-                    str(cert), "-days", "1", "-subj", "/CN=self-signed"], check=True, capture_output=True)
-    server = {"name": "tls", "image": "python", "command": [PYTHON, "-c", _HTTPS_SERVER, str(cert), str(key),
-                                                            str(agents)]}
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "1",
+            "-subj",
+            "/CN=self-signed",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    server = {
+        "name": "tls",
+        "image": "python",
+        "command": [PYTHON, "-c", _HTTPS_SERVER, str(cert), str(key), str(agents)],
+    }
     probe = http_probe("/healthz", port=8443, scheme="HTTPS", initialDelaySeconds=1)
     daemon.write("https.yaml", pod_yaml("https", [{**server, "readinessProbe": probe}]))
     pod = wait_ready(daemon, "https", "tls", True, 10)
@@ -271,15 +313,23 @@ def test_https_self_signed_cert_succeeds(daemon: DaemonHarness, www: Path) -> No
 def test_redirect_to_another_host_is_not_followed(daemon: DaemonHarness, www: Path) -> None:
     hits = www / "hits"
     cgi(www, "target", f"echo hit >> {hits}\nprintf 'Content-Type: text/plain\\r\\n\\r\\nhere\\n'\n")
-    path = cgi(www, "redirect", "printf 'Status: 302 Found\\r\\nLocation: http://127.0.0.1:8080/cgi-bin/target\\r\\n"
-                                "\\r\\nmoved\\n'\n")
-    daemon.write("redir.yaml", pod_yaml("redir", [web(www, livenessProbe=http_probe(path, failureThreshold=1),
-                                                      readinessProbe=http_probe(path))]))
+    path = cgi(
+        www,
+        "redirect",
+        "printf 'Status: 302 Found\\r\\nLocation: http://127.0.0.1:8080/cgi-bin/target\\r\\n\\r\\nmoved\\n'\n",
+    )
+    daemon.write(
+        "redir.yaml",
+        pod_yaml(
+            "redir", [web(www, livenessProbe=http_probe(path, failureThreshold=1), readinessProbe=http_probe(path))]
+        ),
+    )
     wait_ready(daemon, "redir", "web", True)
     warn = wait_event(daemon, "redir", "ProbeWarning", "web")
     assert warn["type"] == "Warning"
-    assert warn["message"].startswith("Liveness probe warning: Probe terminated redirects, Response body: ") or \
-        warn["message"].startswith("Readiness probe warning: Probe terminated redirects, Response body: "), warn
+    assert warn["message"].startswith("Liveness probe warning: Probe terminated redirects, Response body: ") or warn[
+        "message"
+    ].startswith("Readiness probe warning: Probe terminated redirects, Response body: "), warn
     time.sleep(2)
     pod = get_pod(daemon, "redir")
     assert status_of(pod, "web")["restartCount"] == 0 and status_of(pod, "web")["ready"] is True
@@ -292,10 +342,16 @@ def test_redirect_to_another_host_is_not_followed(daemon: DaemonHarness, www: Pa
 
 def test_tcp_socket_open_and_closed_ports(daemon: DaemonHarness, www: Path) -> None:
     tcp = {"periodSeconds": 1, "timeoutSeconds": 1}
-    daemon.write("tcp.yaml", pod_yaml("tcp", [
-        web(www, readinessProbe={"tcpSocket": {"port": "http"}, **tcp}),
-        idle("closed", readinessProbe={"tcpSocket": {"port": 9998}, **tcp}),
-    ]))
+    daemon.write(
+        "tcp.yaml",
+        pod_yaml(
+            "tcp",
+            [
+                web(www, readinessProbe={"tcpSocket": {"port": "http"}, **tcp}),
+                idle("closed", readinessProbe={"tcpSocket": {"port": 9998}, **tcp}),
+            ],
+        ),
+    )
     ip = pod_ip(daemon, "tcp")
     wait_ready(daemon, "tcp", "web", True)
     ev = wait_event(daemon, "tcp", "Unhealthy", "closed")
@@ -319,8 +375,10 @@ def test_exec_success_then_failure(daemon: DaemonHarness, www: Path) -> None:
     pause = daemon.pause_pid("exec")
     (data / "file").unlink()
     ev = wait_event(daemon, "exec", "Unhealthy", "app")
-    assert ev["message"] == f"Readiness probe failed: ls: {data}/file: No such file or directory\n" or \
-        ev["message"] == f"Readiness probe failed: ls: cannot access '{data}/file': No such file or directory\n", ev
+    assert (
+        ev["message"] == f"Readiness probe failed: ls: {data}/file: No such file or directory\n"
+        or ev["message"] == f"Readiness probe failed: ls: cannot access '{data}/file': No such file or directory\n"
+    ), ev
     pod = wait_ready(daemon, "exec", "app", False)
     assert condition(pod, "Ready") == "False"
     assert status_of(pod, "app")["restartCount"] == 0 and daemon.pause_pid("exec") == pause
@@ -352,8 +410,10 @@ def test_startup_gates_liveness_then_liveness_runs(daemon: DaemonHarness, www: P
     startup = {"exec": {"command": ["ls", str(started)]}, "periodSeconds": 1, "failureThreshold": 30}
     liveness = {"exec": {"command": [BUSYBOX, "touch", str(ran)]}, "periodSeconds": 1}
     readiness = {"exec": {"command": ["true"]}, "periodSeconds": 1}
-    daemon.write("gate.yaml", pod_yaml("gate", [idle("app", startupProbe=startup, livenessProbe=liveness,
-                                                     readinessProbe=readiness)]))
+    daemon.write(
+        "gate.yaml",
+        pod_yaml("gate", [idle("app", startupProbe=startup, livenessProbe=liveness, readinessProbe=readiness)]),
+    )
     daemon.wait_running("gate")
     time.sleep(3)
     pod = get_pod(daemon, "gate")
@@ -373,8 +433,7 @@ def test_startup_gates_liveness_then_liveness_runs(daemon: DaemonHarness, www: P
 
 def test_startup_failure_recreates_the_pod(daemon: DaemonHarness) -> None:
     startup = {"exec": {"command": ["false"]}, "periodSeconds": 1, "failureThreshold": 2}
-    daemon.write("sfail.yaml", pod_yaml("sfail", [idle("app", startupProbe=startup)],
-                                        terminationGracePeriodSeconds=2))
+    daemon.write("sfail.yaml", pod_yaml("sfail", [idle("app", startupProbe=startup)], terminationGracePeriodSeconds=2))
     daemon.wait_running("sfail")
     seen = watch_pause(daemon, "sfail", 1, 40, since=daemon.pause_pid("sfail"))
     ev = wait_event(daemon, "sfail", "Killing", "app")
@@ -410,7 +469,8 @@ def test_readiness_flaps_without_restarts(daemon: DaemonHarness, www: Path) -> N
     assert http_get(f"http://{ip}:8080/index.html") == "ok\n"
     assert not events(daemon, "flap", "Killing")
     assert {e["message"] for e in events(daemon, "flap", "Unhealthy", "web")} == {
-        "Readiness probe failed: HTTP probe failed with statuscode: 404"}
+        "Readiness probe failed: HTTP probe failed with statuscode: 404"
+    }
     # the prober's figures (scripts/bench probes reads them)
     stats = json.loads(daemon.get_text("/debug/probes"))
     assert stats["probes_run"] >= 6 and stats["workers"] == 1, stats
@@ -442,8 +502,13 @@ def test_liveness_failure_recreates_the_pod_which_serves_again(daemon: DaemonHar
     pause1 = watch_pause(daemon, "reborn", 1, 40, since=pause0)[1][1]
     assert pause1 != pause0
     assert netns_inode(pause1) != net0, "the recreated pod kept its network namespace"
-    pod = wait_pod(daemon, "reborn", lambda p: status_of(p, "web")["restartCount"] == 1
-                   and "running" in status_of(p, "web")["state"], 10, "web running again")
+    pod = wait_pod(
+        daemon,
+        "reborn",
+        lambda p: status_of(p, "web")["restartCount"] == 1 and "running" in status_of(p, "web")["state"],
+        10,
+        "web running again",
+    )
     ip1 = pod["status"]["podIP"]
     daemon.wait_for(lambda: http_get(f"http://{ip1}:8080/index.html", timeout=1) == "ok\n", 10, "serving again")
     assert not alive(pause0) and not alive(app0)
@@ -464,10 +529,16 @@ def ready_is(want: str) -> Callable[[dict[str, Any]], bool]:
 def test_hanging_target_does_not_delay_other_pods(daemon: DaemonHarness, www: Path) -> None:
     hang = cgi(www, "hang", "sleep 30\nprintf 'Content-Type: text/plain\\r\\n\\r\\nlate\\n'\n")
     stuck: dict[str, Any] = {"timeoutSeconds": 1, "failureThreshold": 1000}
-    daemon.write("hang.yaml", pod_yaml("hang", [
-        web(www, livenessProbe=http_probe(hang, **stuck), readinessProbe=http_probe(hang, **stuck)),
-        idle("tcp", readinessProbe={"tcpSocket": {"port": 8080}, "periodSeconds": 1, "timeoutSeconds": 1}),
-    ]))
+    daemon.write(
+        "hang.yaml",
+        pod_yaml(
+            "hang",
+            [
+                web(www, livenessProbe=http_probe(hang, **stuck), readinessProbe=http_probe(hang, **stuck)),
+                idle("tcp", readinessProbe={"tcpSocket": {"port": 8080}, "periodSeconds": 1, "timeoutSeconds": 1}),
+            ],
+        ),
+    )
     other = www / "other"
     other.mkdir(mode=0o755)
     (other / "ready").write_text("yes\n")
@@ -515,8 +586,14 @@ def test_metrics_probes_counts_real_probes_and_drops_a_deleted_pods_series(daemo
                 found[name] = float(value)
         return found
 
-    daemon.wait_for(lambda: counts().get(f'prober_probe_total{{{good},result="successful"}}', 0) >= 2
-                    and counts().get(f'prober_probe_total{{{bad},result="failed"}}', 0) >= 2, 20, "probe counts")
+    daemon.wait_for(
+        lambda: (
+            counts().get(f'prober_probe_total{{{good},result="successful"}}', 0) >= 2
+            and counts().get(f'prober_probe_total{{{bad},result="failed"}}', 0) >= 2
+        ),
+        20,
+        "probe counts",
+    )
     found = counts()
     h = 'container="web",namespace="default",pod="mgood",probe_type="Liveness"'
     assert found[f'prober_probe_duration_seconds_bucket{{{h},le="+Inf"}}'] >= 2

@@ -43,7 +43,7 @@ def test_refused_file_is_a_node_event_and_listed_by_describe(kubectl: Kubectl, d
 
     described = kubectl("describe", "node", node)
     assert "minikubelet.io/refused-manifests: " + str(path) in described, described
-    events = described[described.index("Events:"):]
+    events = described[described.index("Events:") :]
     assert "FailedManifest" in events and str(path) in events, events
 
     daemon.remove("bad.yaml")

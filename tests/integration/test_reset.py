@@ -44,8 +44,10 @@ def test_reset_leaves_nothing_behind_but_the_manifests(daemon: DaemonHarness) ->
     stubborn = sh("stubborn", "trap '' TERM; while :; do sleep 0.2; done")
     daemon.write("rst-a.yaml", pod_yaml("rst-a", [sh("c", "sleep 1000"), sh("d", "sleep 1000")]))
     daemon.write("rst-stubborn.yaml", pod_yaml("rst-stubborn", [stubborn], terminationGracePeriodSeconds=2))
-    daemon.write("rst-multi.yaml", pod_yaml("rst-b", [sh("c", "sleep 1000")]) + "\n---\n"
-                 + pod_yaml("rst-c", [sh("c", "sleep 1000")]))
+    daemon.write(
+        "rst-multi.yaml",
+        pod_yaml("rst-b", [sh("c", "sleep 1000")]) + "\n---\n" + pod_yaml("rst-c", [sh("c", "sleep 1000")]),
+    )
     names = ["rst-a", "rst-stubborn", "rst-b", "rst-c"]
     pids: set[int] = set()
     veths: list[str] = []
@@ -104,8 +106,11 @@ def test_a_sandbox_the_killed_daemon_never_recorded_is_stopped(daemon: DaemonHar
     daemon.start()
     daemon.wait_for(lambda: not any(alive(p) for p in inside), 20, "the unrecorded pause and its processes gone")
     assert "never recorded" in daemon.log()
-    daemon.wait_for(lambda: daemon.pause_pid("stray") != pause and daemon.wait_running("stray"), 30,
-                    "the pod running in a new sandbox")
+    daemon.wait_for(
+        lambda: daemon.pause_pid("stray") != pause and daemon.wait_running("stray"),
+        30,
+        "the pod running in a new sandbox",
+    )
     assert len([p for p in daemon.pod_processes() if alive(p)]) == 1
 
 
@@ -113,8 +118,16 @@ def test_a_sandbox_the_killed_daemon_never_recorded_is_stopped(daemon: DaemonHar
 
 
 def dir_flags(daemon: DaemonHarness) -> list[str]:
-    return ["--manifests", str(daemon.manifests), "--data-dir", str(daemon.data_dir), "--run-dir", str(daemon.run_dir),
-            "--log-dir", str(daemon.log_dir)]
+    return [
+        "--manifests",
+        str(daemon.manifests),
+        "--data-dir",
+        str(daemon.data_dir),
+        "--run-dir",
+        str(daemon.run_dir),
+        "--log-dir",
+        str(daemon.log_dir),
+    ]
 
 
 def minikubelet(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -215,7 +228,7 @@ def test_run_with_a_differing_flag_says_which_and_touches_nothing(daemon: Daemon
             if value:
                 argv[argv.index(flag) + 1] = value
             else:
-                del argv[argv.index(flag): argv.index(flag) + 2]
+                del argv[argv.index(flag) : argv.index(flag) + 2]
         result = minikubelet("run", *argv, timeout=60)
         assert result.returncode != 0, "run must refuse a flag that differs from the record"
         assert "Traceback" not in result.stderr and "corrupt" not in result.stderr, result.stderr
@@ -223,15 +236,16 @@ def test_run_with_a_differing_flag_says_which_and_touches_nothing(daemon: Daemon
         return result.stderr
 
     err = run_with("--pod-cidr", other_cidr)
-    assert (f"--pod-cidr {other_cidr} differs from the pod CIDR {daemon.cidr} recorded in {network_json}"
-            in err), err
+    assert f"--pod-cidr {other_cidr} differs from the pod CIDR {daemon.cidr} recorded in {network_json}" in err, err
     assert f"Either run with --pod-cidr {daemon.cidr}, or first run `{reset}`" in err, err
     err = run_with("--bridge", other_bridge)
     assert f"--bridge {other_bridge} differs from the bridge {daemon.bridge} recorded in {network_json}" in err, err
     assert f"run with --bridge {daemon.bridge}," in err, err
     err = run_with("--bridge", "", "--pod-cidr", "")
-    assert (f"--bridge mk0 (the default) differs from the bridge {daemon.bridge} recorded in {network_json} and "
-            f"--pod-cidr 10.244.0.0/16 (the default) differs from the pod CIDR {daemon.cidr}") in err, err
+    assert (
+        f"--bridge mk0 (the default) differs from the bridge {daemon.bridge} recorded in {network_json} and "
+        f"--pod-cidr 10.244.0.0/16 (the default) differs from the pod CIDR {daemon.cidr}"
+    ) in err, err
     assert f"run with --bridge {daemon.bridge} --pod-cidr {daemon.cidr}," in err, err
 
     assert tree(daemon.data_dir) == before_data and tree(daemon.run_dir) == before_run, "nothing touched"
@@ -250,20 +264,27 @@ def test_reset_ignores_contradicting_flags_and_reads_older_data_dirs(daemon: Dae
     (daemon.data_dir / "network.json").unlink()  # as an older daemon left it
     ipam_json = daemon.data_dir / "ipam.json"
 
-    refused = minikubelet("run", *dir_flags(daemon), "--bridge", daemon.bridge, "--listen",
-                          f"127.0.0.1:{daemon.port}", timeout=60)
+    refused = minikubelet(
+        "run", *dir_flags(daemon), "--bridge", daemon.bridge, "--listen", f"127.0.0.1:{daemon.port}", timeout=60
+    )
     assert refused.returncode != 0
-    assert (f"--pod-cidr 10.244.0.0/16 (the default) differs from the pod CIDR {daemon.cidr} recorded in {ipam_json}"
-            in refused.stderr), refused.stderr
+    assert (
+        f"--pod-cidr 10.244.0.0/16 (the default) differs from the pod CIDR {daemon.cidr} recorded in {ipam_json}"
+        in refused.stderr
+    ), refused.stderr
     assert not (daemon.data_dir / "network.json").exists()
 
     wrong_bridge, wrong_cidr = f"mkw{daemon.bridge[3:]}"[:15], "10.198.0.0/24"
     result = minikubelet("reset", *dir_flags(daemon), "--bridge", wrong_bridge, "--pod-cidr", wrong_cidr)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert (f"Ignoring --bridge {wrong_bridge}: the daemon of these directories recorded bridge {daemon.bridge} "
-            "(in the run directory") in result.stderr, result.stderr
-    assert (f"Ignoring --pod-cidr {wrong_cidr}: the daemon of these directories recorded pod CIDR {daemon.cidr} "
-            f"(in {ipam_json})") in result.stderr, result.stderr
+    assert (
+        f"Ignoring --bridge {wrong_bridge}: the daemon of these directories recorded bridge {daemon.bridge} "
+        "(in the run directory"
+    ) in result.stderr, result.stderr
+    assert (
+        f"Ignoring --pod-cidr {wrong_cidr}: the daemon of these directories recorded pod CIDR {daemon.cidr} "
+        f"(in {ipam_json})"
+    ) in result.stderr, result.stderr
     assert_nothing_left(daemon, pids, inodes, veths)
     assert f" {wrong_bridge}:" not in links()
 

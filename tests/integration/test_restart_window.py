@@ -31,8 +31,16 @@ def essentials(pod: dict[str, Any]) -> dict[str, Any]:
         "startTime": st.get("startTime"),
         "podIP": st.get("podIP"),
         "conditions": sorted((c["type"], c["status"], c.get("lastTransitionTime")) for c in st["conditions"]),
-        "containers": [(c["name"], c["ready"], c["restartCount"], sorted(c["state"]),
-                        c["state"].get("running", {}).get("startedAt")) for c in st["containerStatuses"]],
+        "containers": [
+            (
+                c["name"],
+                c["ready"],
+                c["restartCount"],
+                sorted(c["state"]),
+                c["state"].get("running", {}).get("startedAt"),
+            )
+            for c in st["containerStatuses"]
+        ],
     }
 
 
@@ -43,8 +51,14 @@ def test_readopted_pods_are_served_as_they_were_from_the_first_answer(
     os.chmod(tmp_path, 0o755)
     web = dict(httpd(root=str(tmp_path)), readinessProbe={"httpGet": {"path": "/", "port": 8080}, "periodSeconds": 1})
     daemon.write("web.yaml", pod_yaml("web", [web]))
-    daemon.wait_for(lambda: (p := daemon.pod("web")) and p["status"]["phase"] == "Running"
-                    and all(c["ready"] for c in p["status"]["containerStatuses"]), what="web Ready")
+    daemon.wait_for(
+        lambda: (
+            (p := daemon.pod("web"))
+            and p["status"]["phase"] == "Running"
+            and all(c["ready"] for c in p["status"]["containerStatuses"])
+        ),
+        what="web Ready",
+    )
     # older than the kubelet's 10 s restart grace: a younger container is probed again before it counts as ready
     # after a restart (kubelet-semantics.md §2.2), which is a change a user would see, on purpose
     time.sleep(11)
@@ -76,8 +90,14 @@ def test_readopted_pods_are_served_as_they_were_from_the_first_answer(
         via_kubectl = []
         deadline = time.monotonic() + 3
         while time.monotonic() < deadline:
-            out = subprocess.run([str(kubectl_bin), "get", "pod", "web", "-o", "json"], capture_output=True,
-                                 text=True, env=env, timeout=30, check=True).stdout
+            out = subprocess.run(
+                [str(kubectl_bin), "get", "pod", "web", "-o", "json"],
+                capture_output=True,
+                text=True,
+                env=env,
+                timeout=30,
+                check=True,
+            ).stdout
             via_kubectl.append(essentials(json.loads(out)))
     finally:
         stop.set()

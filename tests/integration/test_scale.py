@@ -38,8 +38,9 @@ def test_five_hundred_manifests_at_once_all_run_and_stop(big_daemon: DaemonHarne
     staging = daemon.root / "staging"
     staging.mkdir(mode=0o755)
     for name in names:  # written elsewhere, then renamed in: the daemon sees 500 files within milliseconds
-        (staging / f"{name}.yaml").write_text(pod_yaml(name, [{"name": "c", "image": "busybox",
-                                                               "command": [BUSYBOX, "sleep", "3600"]}]))
+        (staging / f"{name}.yaml").write_text(
+            pod_yaml(name, [{"name": "c", "image": "busybox", "command": [BUSYBOX, "sleep", "3600"]}])
+        )
     for name in names:
         os.rename(staging / f"{name}.yaml", daemon.manifests / f"{name}.yaml")
 
@@ -52,8 +53,9 @@ def test_five_hundred_manifests_at_once_all_run_and_stop(big_daemon: DaemonHarne
     assert len(set(ips)) == COUNT, "a pod IP was handed out twice"
     assert "Traceback" not in daemon.log()
     # and the daemon still works afterwards: one more pod comes up
-    daemon.write("after.yaml", pod_yaml("after", [{"name": "c", "image": "busybox",
-                                                   "command": [BUSYBOX, "sleep", "3600"]}]))
+    daemon.write(
+        "after.yaml", pod_yaml("after", [{"name": "c", "image": "busybox", "command": [BUSYBOX, "sleep", "3600"]}])
+    )
     daemon.wait_running("after", timeout=60)
     for name in names:
         daemon.remove(f"{name}.yaml")

@@ -17,14 +17,20 @@ API = ["/api/v1/namespaces/default/pods", "/api/v1/nodes", "/api/v1/events", "/a
 
 
 def get(daemon: DaemonHarness, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*MINIKUBELET, "get", *args, "--data-dir", str(daemon.data_dir),
-                           "--listen", f"127.0.0.1:{daemon.port}"], capture_output=True, text=True, timeout=60,
-                          cwd=REPO)
+    return subprocess.run(
+        [*MINIKUBELET, "get", *args, "--data-dir", str(daemon.data_dir), "--listen", f"127.0.0.1:{daemon.port}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+    )
 
 
 def test_loopback_reads_need_the_token_and_minikubelet_get_has_it(daemon: DaemonHarness) -> None:
-    daemon.write("secret.yaml", pod_yaml("secret", [{**sh("main", "sleep 100000"),
-                                                     "env": [{"name": "PASSWORD", "value": "hunter2"}]}]))
+    daemon.write(
+        "secret.yaml",
+        pod_yaml("secret", [{**sh("main", "sleep 100000"), "env": [{"name": "PASSWORD", "value": "hunter2"}]}]),
+    )
     daemon.wait_running("secret")
     base = f"http://127.0.0.1:{daemon.port}"
     for path in DEBUG + API:
@@ -44,8 +50,13 @@ def test_loopback_reads_need_the_token_and_minikubelet_get_has_it(daemon: Daemon
     errors = get(daemon, "manifest-errors")
     assert errors.returncode == 0 and json.loads(errors.stdout) is not None, errors.stderr
 
-    missing = subprocess.run([*MINIKUBELET, "get", "pods", "--data-dir", str(daemon.root / "nowhere")],
-                             capture_output=True, text=True, timeout=60, cwd=REPO)
+    missing = subprocess.run(
+        [*MINIKUBELET, "get", "pods", "--data-dir", str(daemon.root / "nowhere")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+    )
     assert missing.returncode != 0 and "cannot read the API token" in missing.stderr
 
 
@@ -54,8 +65,11 @@ def test_a_refused_file_is_quoted_only_as_a_short_excerpt(daemon: DaemonHarness)
     secret.write_text("S3CRET" * 50 + "\n")
     os.chmod(secret, 0o600)
     (daemon.manifests / "link.yaml").symlink_to(secret)
-    daemon.wait_for(lambda: any("link.yaml" in k for k in json.loads(daemon.get_text("/manifests/errors"))), 20,
-                    "the refused symlink listed")
+    daemon.wait_for(
+        lambda: any("link.yaml" in k for k in json.loads(daemon.get_text("/manifests/errors"))),
+        20,
+        "the refused symlink listed",
+    )
     listed = daemon.get_text("/manifests/errors")
     assert "S3CRET" in listed  # an excerpt says what was found...
     assert listed.count("S3CRET") <= 80 // 6 + 1  # ...but never the whole file

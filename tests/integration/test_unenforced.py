@@ -24,8 +24,12 @@ def kubectl(kubectl_bin: Path, daemon: DaemonHarness, kubecachedir: Path) -> Kub
 
 def container(name: str) -> dict[str, object]:
     c = sh(name, "sleep 1000")
-    c.update(stdin=True, tty=True, resources={"limits": {"memory": "64Mi"}, "requests": {}},
-             securityContext={"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}})
+    c.update(
+        stdin=True,
+        tty=True,
+        resources={"limits": {"memory": "64Mi"}, "requests": {}},
+        securityContext={"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+    )
     return c
 
 
@@ -34,18 +38,27 @@ def test_kubectl_create_prints_a_warning_per_field(kubectl: Kubectl, daemon: Dae
     path.write_text(pod_yaml("warned", [container("c")], tolerations=[{"operator": "Exists"}]))
     r = kubectl.run("create", "-f", str(path))
     warnings = sorted(line for line in r.stderr.splitlines() if line.startswith("Warning: "))
-    assert warnings == sorted(f"Warning: {field} {NOTE}: {why}" for field, why in (
-        ("spec.tolerations", "there are no taints on this node to tolerate"),
-        ("spec.containers[0].stdin", "containers get no stdin yet (kubectl attach and run -it are not supported); "
-                                     "use kubectl exec -it"),
-        ("spec.containers[0].tty", "containers get no terminal yet; use kubectl exec -it POD -- sh"),
-        ("spec.containers[0].resources", "there are no cgroup limits yet: the container may use any CPU and memory"),
-        ("spec.containers[0].securityContext.allowPrivilegeEscalation", "no_new_privs is not set yet"),
-        ("spec.containers[0].securityContext.capabilities", "capabilities are not added or dropped yet"),
-    )), r.stderr
+    assert warnings == sorted(
+        f"Warning: {field} {NOTE}: {why}"
+        for field, why in (
+            ("spec.tolerations", "there are no taints on this node to tolerate"),
+            (
+                "spec.containers[0].stdin",
+                "containers get no stdin yet (kubectl attach and run -it are not supported); use kubectl exec -it",
+            ),
+            ("spec.containers[0].tty", "containers get no terminal yet; use kubectl exec -it POD -- sh"),
+            (
+                "spec.containers[0].resources",
+                "there are no cgroup limits yet: the container may use any CPU and memory",
+            ),
+            ("spec.containers[0].securityContext.allowPrivilegeEscalation", "no_new_privs is not set yet"),
+            ("spec.containers[0].securityContext.capabilities", "capabilities are not added or dropped yet"),
+        )
+    ), r.stderr
     daemon.wait_running("warned")
-    events = kubectl("get", "events", "--field-selector", "involvedObject.name=warned,reason=FieldNotEnforced",
-                     "-o", "json")
+    events = kubectl(
+        "get", "events", "--field-selector", "involvedObject.name=warned,reason=FieldNotEnforced", "-o", "json"
+    )
     messages = sorted(e["message"] for e in json.loads(events)["items"])
     assert len(messages) == 6 and all(NOTE in m for m in messages), messages
     assert "Warning: spec.containers[0].stdin" in kubectl.run("label", "pod", "warned", "a=b").stderr
@@ -59,8 +72,17 @@ def test_manifest_file_pod_gets_events(kubectl: Kubectl, daemon: DaemonHarness) 
 
 
 def test_plain_pod_gets_no_warning(kubectl: Kubectl, daemon: DaemonHarness) -> None:
-    r = kubectl.run("run", "plain", "--image=busybox", "--restart=Never",
-                    "--annotations=minikubelet.io/node-filesystem=true", "--command", "--", "sleep", "1000")
+    r = kubectl.run(
+        "run",
+        "plain",
+        "--image=busybox",
+        "--restart=Never",
+        "--annotations=minikubelet.io/node-filesystem=true",
+        "--command",
+        "--",
+        "sleep",
+        "1000",
+    )
     assert "Warning" not in r.stderr, r.stderr
     daemon.wait_running("plain")
     assert "FieldNotEnforced" not in kubectl("get", "events")

@@ -21,14 +21,18 @@ def kubectl(kubectl_bin: Path, daemon: DaemonHarness, kubecachedir: Path) -> Kub
     return Kubectl(kubectl_bin, daemon, kubecachedir)
 
 
-@pytest.mark.parametrize(("args", "instead"), [
-    (["create", "deployment", "web", "--image=nginx"], "run a Pod instead: kubectl run NAME --image=IMAGE"),
-    (["create", "secret", "generic", "s", "--from-literal=a=b"], "put the values in the pod's env"),
-    (["create", "configmap", "c", "--from-literal=a=b"], "put the values in the pod's env"),
-    (["create", "job", "j", "--image=busybox"], "--restart=Never"),
-    (["delete", "svc", "web"], "kubectl port-forward pod/NAME PORT"),
-    (["get", "deploy", "web"], "run a Pod instead"),
-], ids=["create-deployment", "create-secret", "create-configmap", "create-job", "delete-svc", "get-one-deploy"])
+@pytest.mark.parametrize(
+    ("args", "instead"),
+    [
+        (["create", "deployment", "web", "--image=nginx"], "run a Pod instead: kubectl run NAME --image=IMAGE"),
+        (["create", "secret", "generic", "s", "--from-literal=a=b"], "put the values in the pod's env"),
+        (["create", "configmap", "c", "--from-literal=a=b"], "put the values in the pod's env"),
+        (["create", "job", "j", "--image=busybox"], "--restart=Never"),
+        (["delete", "svc", "web"], "kubectl port-forward pod/NAME PORT"),
+        (["get", "deploy", "web"], "run a Pod instead"),
+    ],
+    ids=["create-deployment", "create-secret", "create-configmap", "create-job", "delete-svc", "get-one-deploy"],
+)
 def test_writes_and_gets_say_why(kubectl: Kubectl, args: list[str], instead: str) -> None:
     r = kubectl.run(*args, check=False)
     assert r.returncode == 1

@@ -20,16 +20,32 @@ TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
 @pytest.fixture
 async def client(tmp_path: Path) -> AsyncIterator[TestClient]:  # type: ignore[type-arg]
     counter = itertools.count(1)
-    server = ApiServer("127.0.0.1", 0, lambda: [], lambda: 7, EventRecorder(lambda: next(counter)), "node1",
-                       lambda: {}, node=Node("node1", tmp_path, "192.0.2.2"), store=ManifestStore(tmp_path / "m"),
-                       defined=lambda _key: None, next_version=lambda: next(counter), token=TOKEN)
+    server = ApiServer(
+        "127.0.0.1",
+        0,
+        lambda: [],
+        lambda: 7,
+        EventRecorder(lambda: next(counter)),
+        "node1",
+        lambda: {},
+        node=Node("node1", tmp_path, "192.0.2.2"),
+        store=ManifestStore(tmp_path / "m"),
+        defined=lambda _key: None,
+        next_version=lambda: next(counter),
+        token=TOKEN,
+    )
     async with TestClient(TestServer(server.app)) as c:
         yield c
 
 
 async def test_discovery_and_openapi(client: TestClient) -> None:  # type: ignore[type-arg]
-    r = await client.get("/api", headers={**AUTH, "Accept": "application/json;g=apidiscovery.k8s.io;v=v2;"
-                                                             "as=APIGroupDiscoveryList,application/json"})
+    r = await client.get(
+        "/api",
+        headers={
+            **AUTH,
+            "Accept": "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json",
+        },
+    )
     assert r.headers["Content-Type"] == "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
     resources = (await r.json())["items"][0]["versions"][0]["resources"]
     served = [x["resource"] for x in resources if x["verbs"]]

@@ -28,8 +28,9 @@ def test_node_labels_admission_and_persistence(tmp_path: Path) -> None:
     assert go_arch("aarch64") == "arm64"
     ok, reason, message = node.admit(selector_pod(ssd="true", zone="a"))
     assert (ok, reason) == (False, "Unschedulable")
-    assert message == ("0/1 nodes are available: 1 node(s) didn't match Pod's node affinity/selector "
-                       "(missing ssd=true, zone=a).")
+    assert message == (
+        "0/1 nodes are available: 1 node(s) didn't match Pod's node affinity/selector (missing ssd=true, zone=a)."
+    )
     node.set_labels({**node.labels, "ssd": "true", "zone": "a"}, 5)
     assert node.admit(selector_pod(ssd="true", zone="a")) == (True, "", "")
     assert woken == [1] and node.to_api()["metadata"]["resourceVersion"] == "5"
@@ -44,12 +45,27 @@ def test_node_labels_admission_and_persistence(tmp_path: Path) -> None:
 
 def test_store_create_replace_remove(tmp_path: Path) -> None:
     store = ManifestStore(tmp_path)
-    doc = clean_document({"apiVersion": "v1", "kind": "Pod", "status": {"phase": "Running"},
-                          "metadata": {"name": "a", "namespace": "default", "uid": "u", "resourceVersion": "3",
-                                       "annotations": {"kubernetes.io/config.hash": "u"}},
-                          "spec": {"nodeName": "n", "containers": [{"name": "c", "image": "i"}]}})
-    assert doc == {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "a", "namespace": "default"},
-                   "spec": {"containers": [{"name": "c", "image": "i"}]}}
+    doc = clean_document(
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "status": {"phase": "Running"},
+            "metadata": {
+                "name": "a",
+                "namespace": "default",
+                "uid": "u",
+                "resourceVersion": "3",
+                "annotations": {"kubernetes.io/config.hash": "u"},
+            },
+            "spec": {"nodeName": "n", "containers": [{"name": "c", "image": "i"}]},
+        }
+    )
+    assert doc == {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "a", "namespace": "default"},
+        "spec": {"containers": [{"name": "c", "image": "i"}]},
+    }
     path = store.create("default", "a", doc)
     assert path == tmp_path / "default_a.yaml" and path.stat().st_mode & 0o777 == 0o644
     with pytest.raises(FileExistsError):
@@ -72,9 +88,16 @@ def test_cli_kubeconfig_and_listen_refusal(tmp_path: Path, capsys: pytest.Captur
     main(["kubeconfig", "--data-dir", str(tmp_path)])
     out = capsys.readouterr()
     assert out.out.strip() == str(tmp_path / "kubeconfig") and "does not exist yet" in out.err
-    proc = subprocess.run([sys.executable, "-c", "from minikubelet.cli import parser, settings_from; "
-                           "settings_from(parser().parse_args(['run', '--listen', '0.0.0.0:10250']))"],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from minikubelet.cli import parser, settings_from; "
+            "settings_from(parser().parse_args(['run', '--listen', '0.0.0.0:10250']))",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 1 and "beyond loopback: give --tls-cert and --tls-key" in proc.stderr
 
 
@@ -117,7 +140,7 @@ def test_store_keeps_comments_order_and_other_documents(tmp_path: Path) -> None:
     assert text.startswith("# header: our pods\n---\n# the first pod\napiVersion: v1\n")
     assert '  name: one        # keep me\n  labels:\n    app: "db"      # quoted on purpose\n' in text
     assert '    "on": "yes"\n    n: "1"\n' in text  # what YAML 1.1 would misread is quoted
-    assert "      args: [a, b]   # flow\n" in text and "        - name: B\n          value: \"true\"\n" in text
+    assert "      args: [a, b]   # flow\n" in text and '        - name: B\n          value: "true"\n' in text
     assert text.endswith("---\n# the second pod\nkind: Pod\nmetadata: {name: two}\n")
     assert list(yaml.safe_load_all(text))[0] == doc
 

@@ -9,9 +9,17 @@ from minikubelet.api.patch import PatchError, apply_patch, changes, merge_patch,
 
 POD: dict[str, Any] = {
     "metadata": {"name": "redis", "labels": {"tier": "backend", "keep": "me"}},
-    "spec": {"containers": [
-        {"name": "redis", "image": "redis:7", "ports": [{"containerPort": 6379}], "env": [{"name": "A", "value": "1"}]},
-        {"name": "side", "image": "busybox"}]},
+    "spec": {
+        "containers": [
+            {
+                "name": "redis",
+                "image": "redis:7",
+                "ports": [{"containerPort": 6379}],
+                "env": [{"name": "A", "value": "1"}],
+            },
+            {"name": "side", "image": "busybox"},
+        ]
+    },
 }
 
 
@@ -26,9 +34,17 @@ def test_merge_patch_labels() -> None:
 def test_strategic_merge_by_key_and_directives() -> None:
     patch = {
         "metadata": {"annotations": {"last": "x"}, "labels": {"app": "db", "tier": None}},
-        "spec": {"$setElementOrder/containers": [{"name": "side"}, {"name": "redis"}],
-                 "containers": [{"name": "redis", "image": "redis:8", "env": [{"name": "B", "value": "2"}],
-                                 "$setElementOrder/env": [{"name": "A"}, {"name": "B"}]}]},
+        "spec": {
+            "$setElementOrder/containers": [{"name": "side"}, {"name": "redis"}],
+            "containers": [
+                {
+                    "name": "redis",
+                    "image": "redis:8",
+                    "env": [{"name": "B", "value": "2"}],
+                    "$setElementOrder/env": [{"name": "A"}, {"name": "B"}],
+                }
+            ],
+        },
     }
     out = strategic_merge_patch(POD, patch)
     assert out["metadata"] == {"name": "redis", "labels": {"keep": "me", "app": "db"}, "annotations": {"last": "x"}}
@@ -54,39 +70,49 @@ def test_strategic_delete_replace_and_primitive_lists() -> None:
 
 def test_json_patch_operations_and_pointers() -> None:
     doc: dict[str, Any] = {"metadata": {"labels": {"a/b": "1", "t~x": "2"}}, "list": [1, 2]}
-    ops = [{"op": "add", "path": "/metadata/labels/new", "value": "v"},
-           {"op": "replace", "path": "/metadata/labels/a~1b", "value": "slash"},
-           {"op": "remove", "path": "/metadata/labels/t~0x"},
-           {"op": "add", "path": "/list/-", "value": 3},
-           {"op": "add", "path": "/list/0", "value": 0},
-           {"op": "copy", "from": "/list", "path": "/copy"},
-           {"op": "move", "from": "/copy/3", "path": "/moved"},
-           {"op": "test", "path": "/list", "value": [0, 1, 2, 3]},
-           {"op": "test", "path": "/absent", "value": None}]
+    ops = [
+        {"op": "add", "path": "/metadata/labels/new", "value": "v"},
+        {"op": "replace", "path": "/metadata/labels/a~1b", "value": "slash"},
+        {"op": "remove", "path": "/metadata/labels/t~0x"},
+        {"op": "add", "path": "/list/-", "value": 3},
+        {"op": "add", "path": "/list/0", "value": 0},
+        {"op": "copy", "from": "/list", "path": "/copy"},
+        {"op": "move", "from": "/copy/3", "path": "/moved"},
+        {"op": "test", "path": "/list", "value": [0, 1, 2, 3]},
+        {"op": "test", "path": "/absent", "value": None},
+    ]
     out = jsonpatch.apply(doc, jsonpatch.decode(ops))
-    assert out == {"metadata": {"labels": {"a/b": "slash", "new": "v"}}, "list": [0, 1, 2, 3],
-                   "copy": [0, 1, 2], "moved": 3}
+    assert out == {
+        "metadata": {"labels": {"a/b": "slash", "new": "v"}},
+        "list": [0, 1, 2, 3],
+        "copy": [0, 1, 2],
+        "moved": 3,
+    }
     assert doc["list"] == [1, 2] and "new" not in doc["metadata"]["labels"]  # input untouched
     assert jsonpatch.parse_pointer("/a~01/~1b/") == ["a~1", "/b", ""]
     assert jsonpatch.apply({"a": 1}, [{"op": "replace", "path": "", "value": [1]}]) == [1]
 
 
-@pytest.mark.parametrize("op", [
-    {"op": "test", "path": "/a", "value": 2},
-    {"op": "test", "path": "/a", "value": True},  # JSON true is not 1
-    {"op": "test", "path": "/missing", "value": "x"},
-    {"op": "remove", "path": "/missing"},
-    {"op": "replace", "path": "/missing", "value": 1},
-    {"op": "add", "path": "/no/such/parent", "value": 1},
-    {"op": "add", "path": "/l/5", "value": 1},
-    {"op": "add", "path": "/l/01", "value": 1},
-    {"op": "remove", "path": "/l/-"},
-    {"op": "move", "from": "/l", "path": "/l/0"},
-    {"op": "add", "path": "a", "value": 1},
-    {"op": "add", "value": 1},
-    {"op": "add", "path": "/x"},
-    {"op": "bogus", "path": "/a"},
-], ids=lambda op: f"{op['op']} {op.get('path', '')}")
+@pytest.mark.parametrize(
+    "op",
+    [
+        {"op": "test", "path": "/a", "value": 2},
+        {"op": "test", "path": "/a", "value": True},  # JSON true is not 1
+        {"op": "test", "path": "/missing", "value": "x"},
+        {"op": "remove", "path": "/missing"},
+        {"op": "replace", "path": "/missing", "value": 1},
+        {"op": "add", "path": "/no/such/parent", "value": 1},
+        {"op": "add", "path": "/l/5", "value": 1},
+        {"op": "add", "path": "/l/01", "value": 1},
+        {"op": "remove", "path": "/l/-"},
+        {"op": "move", "from": "/l", "path": "/l/0"},
+        {"op": "add", "path": "a", "value": 1},
+        {"op": "add", "value": 1},
+        {"op": "add", "path": "/x"},
+        {"op": "bogus", "path": "/a"},
+    ],
+    ids=lambda op: f"{op['op']} {op.get('path', '')}",
+)
 def test_json_patch_failures(op: dict[str, Any]) -> None:
     with pytest.raises(jsonpatch.PatchApplyError):
         jsonpatch.apply({"a": 1, "l": [1]}, [op])
@@ -103,37 +129,62 @@ def test_json_patch_decode() -> None:
 
 def test_changes_replayed_onto_the_manifest() -> None:
     manifest = {"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "i"}]}}
-    live = {"metadata": {"name": "p", "uid": "u", "resourceVersion": "7"},
-            "spec": {"restartPolicy": "Always", "containers": [{"name": "c", "image": "i", "imagePullPolicy": "X",
-                                                                "ports": [{"containerPort": 1, "protocol": "TCP"}]}]},
-            "status": {"phase": "Running"}}
-    after = jsonpatch.apply(live, [{"op": "add", "path": "/metadata/labels", "value": {"a": "b"}},
-                                   {"op": "replace", "path": "/spec/containers/0/image", "value": "j"},
-                                   {"op": "replace", "path": "/spec/restartPolicy", "value": "Never"},
-                                   {"op": "remove", "path": "/spec/containers/0/imagePullPolicy"},
-                                   {"op": "add", "path": "/spec/containers/0/ports/-", "value": {"containerPort": 2}}])
+    live = {
+        "metadata": {"name": "p", "uid": "u", "resourceVersion": "7"},
+        "spec": {
+            "restartPolicy": "Always",
+            "containers": [
+                {"name": "c", "image": "i", "imagePullPolicy": "X", "ports": [{"containerPort": 1, "protocol": "TCP"}]}
+            ],
+        },
+        "status": {"phase": "Running"},
+    }
+    after = jsonpatch.apply(
+        live,
+        [
+            {"op": "add", "path": "/metadata/labels", "value": {"a": "b"}},
+            {"op": "replace", "path": "/spec/containers/0/image", "value": "j"},
+            {"op": "replace", "path": "/spec/restartPolicy", "value": "Never"},
+            {"op": "remove", "path": "/spec/containers/0/imagePullPolicy"},
+            {"op": "add", "path": "/spec/containers/0/ports/-", "value": {"containerPort": 2}},
+        ],
+    )
     edits = changes(live, after)
     out = replay(manifest, edits, after)
-    assert out == {"metadata": {"name": "p", "labels": {"a": "b"}},
-                   "spec": {"restartPolicy": "Never", "containers": [
-                       {"name": "c", "image": "j",
-                        "ports": [{"containerPort": 1, "protocol": "TCP"}, {"containerPort": 2}]}]}}
+    assert out == {
+        "metadata": {"name": "p", "labels": {"a": "b"}},
+        "spec": {
+            "restartPolicy": "Never",
+            "containers": [
+                {"name": "c", "image": "j", "ports": [{"containerPort": 1, "protocol": "TCP"}, {"containerPort": 2}]}
+            ],
+        },
+    }
     assert manifest["spec"]["containers"][0] == {"name": "c", "image": "i"}
     assert changes(live, live) == []
     assert changes({"a": 1}, {"a": True}) == [(("a",), False, True)]
 
 
 def test_server_side_apply_owns_what_it_names() -> None:
-    live = {"metadata": {"name": "p", "labels": {"tier": "backend", "team": "a"}},
-            "spec": {"containers": [{"name": "c", "image": "i", "env": [{"name": "A", "value": "1"}]},
-                                    {"name": "side", "image": "s"}]}}
-    applied = {"metadata": {"name": "p", "labels": {"tier": "frontend", "$patch": "x"}},
-               "spec": {"containers": [{"name": "c", "image": "j", "env": [{"name": "B", "value": "2"}]}]}}
+    live = {
+        "metadata": {"name": "p", "labels": {"tier": "backend", "team": "a"}},
+        "spec": {
+            "containers": [
+                {"name": "c", "image": "i", "env": [{"name": "A", "value": "1"}]},
+                {"name": "side", "image": "s"},
+            ]
+        },
+    }
+    applied = {
+        "metadata": {"name": "p", "labels": {"tier": "frontend", "$patch": "x"}},
+        "spec": {"containers": [{"name": "c", "image": "j", "env": [{"name": "B", "value": "2"}]}]},
+    }
     out = apply_patch(live, applied)
     assert out["metadata"]["labels"] == {"tier": "frontend", "team": "a"}
     assert out["spec"]["containers"] == [
         {"name": "c", "image": "j", "env": [{"name": "A", "value": "1"}, {"name": "B", "value": "2"}]},
-        {"name": "side", "image": "s"}]
+        {"name": "side", "image": "s"},
+    ]
     assert apply_patch(live, {"metadata": {"labels": {"team": None}}})["metadata"]["labels"] == {"tier": "backend"}
     with pytest.raises(PatchError):
         apply_patch(live, {"spec": {"containers": [{"image": "nameless"}]}})

@@ -8,8 +8,9 @@ from minikubelet.api.selectors import field_selector, label_selector
 
 
 def pod(name: str, uid: str, rv: int, **labels: str) -> dict[str, Any]:
-    return {"metadata": {"name": name, "namespace": "default", "uid": uid, "resourceVersion": str(rv),
-                         "labels": labels}}
+    return {
+        "metadata": {"name": name, "namespace": "default", "uid": uid, "resourceVersion": str(rv), "labels": labels}
+    }
 
 
 def events(w: watch.Watcher) -> list[tuple[str, str]]:
@@ -35,8 +36,7 @@ async def test_types_filters_and_replay() -> None:
     assert events(w) == [("MODIFIED", "a"), ("DELETED", "a"), ("ADDED", "b"), ("DELETED", "b")]
 
     # a watch from resourceVersion 2 (its list) replays what happened since, only that
-    late = watch.Watcher(None, label_selector(""), field_selector("metadata.name=b", ("metadata.name",), "pods"),
-                         False)
+    late = watch.Watcher(None, label_selector(""), field_selector("metadata.name=b", ("metadata.name",), "pods"), False)
     hub.add(late, 2, [pod("a", "ua", 4, app="other")], initial=False)
     assert events(late) == [("MODIFIED", "b"), ("DELETED", "b")]
 
@@ -48,8 +48,10 @@ async def test_slow_watcher_is_dropped() -> None:
     for i in range(watch.QUEUE_SIZE + 5):
         hub.publish(i + 1, f"u{i}", False, pod(f"p{i}", f"u{i}", i + 1))
     assert w.dropped and events(w) == [("END", "")]
-    assert watch.bookmark(9)["object"]["metadata"] == {"resourceVersion": "9",
-                                                       "annotations": {"k8s.io/initial-events-end": "true"}}
+    assert watch.bookmark(9)["object"]["metadata"] == {
+        "resourceVersion": "9",
+        "annotations": {"k8s.io/initial-events-end": "true"},
+    }
 
 
 class FakeSource:
@@ -74,8 +76,14 @@ class FakeSource:
 
     def source(self, selector: str = "") -> pollwatch.Source:
         labels = label_selector(selector)
-        return pollwatch.Source("Node", self.items, lambda o: labels(o["metadata"]["labels"]), [],
-                                lambda o, now: {"cells": [o["metadata"]["name"]]}, lambda: self.version)
+        return pollwatch.Source(
+            "Node",
+            self.items,
+            lambda o: labels(o["metadata"]["labels"]),
+            [],
+            lambda o, now: {"cells": [o["metadata"]["name"]]},
+            lambda: self.version,
+        )
 
 
 def kinds(found: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, str, str]]:

@@ -12,10 +12,19 @@ from minikubelet.cgroups.detect import parse_mountinfo
 from minikubelet.cgroups.tree import pod_path
 
 
-@pytest.mark.parametrize(("text", "value"), [
-    ("250m", Fraction(1, 4)), ("1", Fraction(1)), ("64Mi", Fraction(64 * 2**20)), ("1G", Fraction(10**9)),
-    ("1.5", Fraction(3, 2)), ("1e3", Fraction(1000)), (2, Fraction(2)), ("100k", Fraction(100_000)),
-])
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("250m", Fraction(1, 4)),
+        ("1", Fraction(1)),
+        ("64Mi", Fraction(64 * 2**20)),
+        ("1G", Fraction(10**9)),
+        ("1.5", Fraction(3, 2)),
+        ("1e3", Fraction(1000)),
+        (2, Fraction(2)),
+        ("100k", Fraction(100_000)),
+    ],
+)
 def test_quantities(text: object, value: Fraction) -> None:
     assert r.parse_quantity(text) == value
 
@@ -34,20 +43,32 @@ def test_limits_default_requests() -> None:
 
 def test_request_above_limit_names_the_field() -> None:
     _, problems = r.parse_resources({"requests": {"cpu": "2"}, "limits": {"cpu": "1"}}, "spec.containers[0].resources")
-    assert problems == ['spec.containers[0].resources.requests: Invalid value: "2": must be less than or equal to '
-                        'cpu limit of 1']
+    assert problems == [
+        'spec.containers[0].resources.requests: Invalid value: "2": must be less than or equal to cpu limit of 1'
+    ]
 
 
 def test_bad_quantity_names_the_field() -> None:
     _, problems = r.parse_resources({"limits": {"memory": "lots"}}, "spec.containers[1].resources")
-    assert len(problems) == 1 and problems[0].startswith('spec.containers[1].resources.limits[memory]: Invalid value: '
-                                                          '"lots": quantities must match')
+    assert len(problems) == 1 and problems[0].startswith(
+        'spec.containers[1].resources.limits[memory]: Invalid value: "lots": quantities must match'
+    )
     _, problems = r.parse_resources({"requests": {"cpu": "-1"}}, "x")
     assert problems == ['x.requests[cpu]: Invalid value: "-1": must be greater than or equal to 0']
 
 
-@pytest.mark.parametrize(("m", "shares", "weight"), [(0, 2, 1), (100, 102, 17), (500, 512, 59), (1000, 1024, 100),
-                                                     (2000, 2048, 174), (1, 2, 1), (10**6, 262144, 10000)])
+@pytest.mark.parametrize(
+    ("m", "shares", "weight"),
+    [
+        (0, 2, 1),
+        (100, 102, 17),
+        (500, 512, 59),
+        (1000, 1024, 100),
+        (2000, 2048, 174),
+        (1, 2, 1),
+        (10**6, 262144, 10000),
+    ],
+)
 def test_shares_and_weight(m: int, shares: int, weight: int) -> None:
     assert r.milli_cpu_to_shares(m) == shares
     assert r.shares_to_weight(shares) == weight
@@ -120,12 +141,20 @@ def test_detects_hybrid_as_v1_and_unified_as_v2() -> None:
 
 def manifest(resources: object) -> bytes:
     import json
-    return json.dumps({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
-                       "spec": {"containers": [{"name": "c", "image": "busybox", "resources": resources}]}}).encode()
+
+    return json.dumps(
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "p"},
+            "spec": {"containers": [{"name": "c", "image": "busybox", "resources": resources}]},
+        }
+    ).encode()
 
 
 def test_manifest_defaults_requests_and_reports_qos() -> None:
     from minikubelet.manifests.manifest import load_pods
+
     [pod] = load_pods("p.yaml", manifest({"limits": {"cpu": "1", "memory": "64Mi"}}), "node")
     assert pod.spec.containers[0].requests == (("cpu", "1"), ("memory", "64Mi"))
     assert pod.manifest["spec"]["containers"][0]["resources"]["requests"] == {"cpu": "1", "memory": "64Mi"}
@@ -137,6 +166,7 @@ def test_manifest_defaults_requests_and_reports_qos() -> None:
 def test_manifest_refuses_request_above_limit() -> None:
     from minikubelet.errors import ManifestError
     from minikubelet.manifests.manifest import load_pods
+
     with pytest.raises(ManifestError) as err:
         load_pods("p.yaml", manifest({"requests": {"memory": "1Gi"}, "limits": {"memory": "64Mi", "cpu": "x"}}), "node")
     text = str(err.value)

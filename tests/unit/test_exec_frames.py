@@ -44,13 +44,20 @@ def test_parse_resize() -> None:
 def test_status_frames_match_the_kubelet() -> None:
     assert ex.exit_status(["true"], 0) == {"metadata": {}, "status": "Success"}
     assert ex.exit_status(["sh", "-c", "exit 3"], 3) == {
-        "metadata": {}, "status": "Failure", "reason": "NonZeroExitCode",
+        "metadata": {},
+        "status": "Failure",
+        "reason": "NonZeroExitCode",
         "message": "command terminated with non-zero exit code: error executing command [sh -c exit 3], exit code 3",
         "details": {"causes": [{"reason": "ExitCode", "message": "3"}]},
     }
     err = ex.internal_error('exec: "nope": executable file not found in $PATH')
-    assert err == {"metadata": {}, "status": "Failure", "reason": "InternalError", "code": 500,
-                   "message": 'Internal error occurred: exec: "nope": executable file not found in $PATH'}
+    assert err == {
+        "metadata": {},
+        "status": "Failure",
+        "reason": "InternalError",
+        "code": 500,
+        "message": 'Internal error occurred: exec: "nope": executable file not found in $PATH',
+    }
     frame = ex.status_frame(ex.success_status())
     assert frame[0] == ex.ERROR and json.loads(frame[1:]) == {"metadata": {}, "status": "Success"}
 
@@ -89,16 +96,19 @@ def _tail(data: bytes, n: int) -> bytes:
     return f.read()
 
 
-@pytest.mark.parametrize(("data", "n", "expected"), [
-    (b"a\nb\nc\n", 2, b"b\nc\n"),
-    (b"a\nb\nc\n", 3, b"a\nb\nc\n"),
-    (b"a\nb\nc\n", 10, b"a\nb\nc\n"),
-    (b"a\nb\nc", 1, b"c"),
-    (b"a\nb\nc", 2, b"b\nc"),
-    (b"a\nb\nc\n", 0, b""),
-    (b"", 5, b""),
-    (b"\n\n\n", 2, b"\n\n"),
-])
+@pytest.mark.parametrize(
+    ("data", "n", "expected"),
+    [
+        (b"a\nb\nc\n", 2, b"b\nc\n"),
+        (b"a\nb\nc\n", 3, b"a\nb\nc\n"),
+        (b"a\nb\nc\n", 10, b"a\nb\nc\n"),
+        (b"a\nb\nc", 1, b"c"),
+        (b"a\nb\nc", 2, b"b\nc"),
+        (b"a\nb\nc\n", 0, b""),
+        (b"", 5, b""),
+        (b"\n\n\n", 2, b"\n\n"),
+    ],
+)
 def test_tail_offset(data: bytes, n: int, expected: bytes) -> None:
     assert _tail(data, n) == expected
 

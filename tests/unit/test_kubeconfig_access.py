@@ -31,17 +31,26 @@ def test_group_by_name_or_number() -> None:
         parse_group("no-such-group-mk")
 
 
-OURS: dict[str, Any] = {"apiVersion": "v1", "kind": "Config", "current-context": "minikubelet",
-        "clusters": [{"name": "minikubelet", "cluster": {"server": "https://127.0.0.1:10250"}}],
-        "users": [{"name": "minikubelet", "user": {"token": "new"}}],
-        "contexts": [{"name": "minikubelet", "context": {"cluster": "minikubelet", "user": "minikubelet"}}]}
+OURS: dict[str, Any] = {
+    "apiVersion": "v1",
+    "kind": "Config",
+    "current-context": "minikubelet",
+    "clusters": [{"name": "minikubelet", "cluster": {"server": "https://127.0.0.1:10250"}}],
+    "users": [{"name": "minikubelet", "user": {"token": "new"}}],
+    "contexts": [{"name": "minikubelet", "context": {"cluster": "minikubelet", "user": "minikubelet"}}],
+}
 
 
 def test_merge_replaces_ours_and_keeps_theirs() -> None:
-    theirs = {"apiVersion": "v1", "kind": "Config", "current-context": "work", "preferences": {"colors": True},
-              "clusters": [{"name": "work", "cluster": {}}, {"name": "minikubelet", "cluster": {"server": "old"}}],
-              "users": [{"name": "minikubelet", "user": {"token": "old"}}],
-              "contexts": [{"name": "work", "context": {}}]}
+    theirs = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "current-context": "work",
+        "preferences": {"colors": True},
+        "clusters": [{"name": "work", "cluster": {}}, {"name": "minikubelet", "cluster": {"server": "old"}}],
+        "users": [{"name": "minikubelet", "user": {"token": "old"}}],
+        "contexts": [{"name": "work", "context": {}}],
+    }
     out: dict[str, Any] = _merged(theirs, OURS)
     assert out["current-context"] == "minikubelet" and out["preferences"] == {"colors": True}
     assert out["clusters"] == [{"name": "work", "cluster": {}}, *OURS["clusters"]]

@@ -45,12 +45,19 @@ def test_write_read_remove(tmp_path: Path) -> None:
     assert not path.exists()
 
 
-@pytest.mark.parametrize("content", [
-    "{not json", "[]", '{"version": 2, "bridge": "mk0", "podCIDR": "10.0.0.0/24"}',
-    '{"version": 1, "podCIDR": "10.0.0.0/24"}', '{"version": 1, "bridge": "", "podCIDR": "10.0.0.0/24"}',
-    '{"version": 1, "bridge": "a-name-that-is-too-long", "podCIDR": "10.0.0.0/24"}',
-    '{"version": 1, "bridge": "mk0", "podCIDR": "10.0.0.1/24"}', '{"version": 1, "bridge": 7, "podCIDR": 7}',
-])
+@pytest.mark.parametrize(
+    "content",
+    [
+        "{not json",
+        "[]",
+        '{"version": 2, "bridge": "mk0", "podCIDR": "10.0.0.0/24"}',
+        '{"version": 1, "podCIDR": "10.0.0.0/24"}',
+        '{"version": 1, "bridge": "", "podCIDR": "10.0.0.0/24"}',
+        '{"version": 1, "bridge": "a-name-that-is-too-long", "podCIDR": "10.0.0.0/24"}',
+        '{"version": 1, "bridge": "mk0", "podCIDR": "10.0.0.1/24"}',
+        '{"version": 1, "bridge": 7, "podCIDR": 7}',
+    ],
+)
 def test_a_record_that_does_not_parse_is_corrupt(tmp_path: Path, content: str) -> None:
     (tmp_path / "network.json").write_text(content)
     with pytest.raises(NetworkError, match=r"network record .*network.json is corrupt .*repair it, or delete it"):
@@ -74,8 +81,11 @@ def test_an_older_data_dir_falls_back_to_ipam_and_the_pods_veths(tmp_path: Path)
     data.mkdir()
     assert recorded_network(data, [], sys_net=tmp_path / "sys") == NetworkRecord()
     Ipam(N("10.213.120.0/24"), data / "ipam.json").allocate("uid-1")
-    sys_net = fake_sysfs(tmp_path / "sys", {"mkold": None, "mk0": None, "other": None},
-                         {veth_name_for("mkold", "uid-1"): "mkold", veth_name_for("mk0", "uid-9"): "mk0", "eth0": None})
+    sys_net = fake_sysfs(
+        tmp_path / "sys",
+        {"mkold": None, "mk0": None, "other": None},
+        {veth_name_for("mkold", "uid-1"): "mkold", veth_name_for("mk0", "uid-9"): "mk0", "eth0": None},
+    )
     record = recorded_network(data, ["uid-1"], sys_net=sys_net)
     assert (record.bridge, record.pod_cidr) == ("mkold", N("10.213.120.0/24"))
     assert record.cidr_source == str(data / "ipam.json") and "run directory" in record.bridge_source
@@ -121,14 +131,17 @@ def test_differences_and_the_run_error_name_flag_values_and_ways_out() -> None:
     assert NetworkRecord().differences("x", N("10.0.0.0/24")) == []
     diffs = record.differences("mkold", N("10.244.0.0/16"))
     message = str(mismatch_error(diffs, {"--bridge", "--pod-cidr"}, "minikubelet reset --data-dir /d"))
-    assert message.startswith("--pod-cidr 10.244.0.0/16 (the default) differs from the pod CIDR 10.213.120.0/24 "
-                              "recorded in /d/network.json"), message
+    assert message.startswith(
+        "--pod-cidr 10.244.0.0/16 (the default) differs from the pod CIDR 10.213.120.0/24 recorded in /d/network.json"
+    ), message
     assert "run with --pod-cidr 10.213.120.0/24" in message
     assert "first run `minikubelet reset --data-dir /d`" in message
     assert "corrupt" not in message
     both = str(mismatch_error(record.differences("mknew", N("10.9.0.0/24")), set(), "minikubelet reset"))
-    assert "--bridge mknew differs from the bridge mkold recorded in /d/network.json and --pod-cidr 10.9.0.0/24 " \
-           "differs from the pod CIDR 10.213.120.0/24 recorded there by the daemon" in both, both
+    assert (
+        "--bridge mknew differs from the bridge mkold recorded in /d/network.json and --pod-cidr 10.9.0.0/24 "
+        "differs from the pod CIDR 10.213.120.0/24 recorded there by the daemon" in both
+    ), both
     assert "run with --bridge mkold --pod-cidr 10.213.120.0/24" in both
     assert "then run with --bridge mknew --pod-cidr 10.9.0.0/24" in both
     assert "(the default)" not in both

@@ -25,7 +25,7 @@ def refs(node: Any) -> list[str]:
 def resolve(ref: str) -> dict[str, Any]:
     prefix = "#/components/schemas/"
     assert ref.startswith(prefix)
-    out: dict[str, Any] = SCHEMAS[ref[len(prefix):]]
+    out: dict[str, Any] = SCHEMAS[ref[len(prefix) :]]
     return out
 
 
@@ -49,9 +49,14 @@ def test_pod_and_node_are_found_by_kind() -> None:
 
 
 def test_lists_merge_by_kubernetes_keys() -> None:
-    for component, name, key in [("PodSpec", "containers", "name"), ("PodSpec", "initContainers", "name"),
-                                 ("PodSpec", "volumes", "name"), ("Container", "env", "name"),
-                                 ("Container", "ports", "containerPort"), ("Container", "volumeMounts", "mountPath")]:
+    for component, name, key in [
+        ("PodSpec", "containers", "name"),
+        ("PodSpec", "initContainers", "name"),
+        ("PodSpec", "volumes", "name"),
+        ("Container", "env", "name"),
+        ("Container", "ports", "containerPort"),
+        ("Container", "volumeMounts", "mountPath"),
+    ]:
         f = field(component, name)
         assert f["x-kubernetes-patch-merge-key"] == key, (component, name)
         assert f["x-kubernetes-patch-strategy"].startswith("merge")

@@ -27,15 +27,19 @@ def test_dictionary_is_the_spdy3_one() -> None:
     assert zlib.adler32(spdy.DICTIONARY) == 0xE3C6A7C2  # the dictionary id in every SPDY/3 zlib header
 
 
-@pytest.mark.parametrize(("frame", "expected"), [
-    (spdy.data_frame(3, b"abc"), b"\0\0\0\x03\0\0\0\x03abc"),
-    (spdy.data_frame(1, fin=True), b"\0\0\0\x01\x01\0\0\0"),
-    (spdy.rst_stream(5, spdy.RstStatus.CANCEL), b"\x80\x03\0\x03\0\0\0\x08\0\0\0\x05\0\0\0\x05"),
-    (spdy.ping(7), b"\x80\x03\0\x06\0\0\0\x04\0\0\0\x07"),
-    (spdy.goaway(9), b"\x80\x03\0\x07\0\0\0\x08\0\0\0\x09\0\0\0\0"),
-    (spdy.syn_reply(1, b"HB"), b"\x80\x03\0\x02\0\0\0\x06\0\0\0\x01HB"),
-    (spdy.syn_reply(1, b"", fin=True), b"\x80\x03\0\x02\x01\0\0\x04\0\0\0\x01"),
-], ids=["data", "data-fin", "rst", "ping", "goaway", "syn-reply", "syn-reply-fin"])
+@pytest.mark.parametrize(
+    ("frame", "expected"),
+    [
+        (spdy.data_frame(3, b"abc"), b"\0\0\0\x03\0\0\0\x03abc"),
+        (spdy.data_frame(1, fin=True), b"\0\0\0\x01\x01\0\0\0"),
+        (spdy.rst_stream(5, spdy.RstStatus.CANCEL), b"\x80\x03\0\x03\0\0\0\x08\0\0\0\x05\0\0\0\x05"),
+        (spdy.ping(7), b"\x80\x03\0\x06\0\0\0\x04\0\0\0\x07"),
+        (spdy.goaway(9), b"\x80\x03\0\x07\0\0\0\x08\0\0\0\x09\0\0\0\0"),
+        (spdy.syn_reply(1, b"HB"), b"\x80\x03\0\x02\0\0\0\x06\0\0\0\x01HB"),
+        (spdy.syn_reply(1, b"", fin=True), b"\x80\x03\0\x02\x01\0\0\x04\0\0\0\x01"),
+    ],
+    ids=["data", "data-fin", "rst", "ping", "goaway", "syn-reply", "syn-reply-fin"],
+)
 def test_encode(frame: bytes, expected: bytes) -> None:
     assert frame == expected
 
@@ -45,7 +49,7 @@ def test_reader_handles_any_split_and_several_frames() -> None:
     reader = spdy.FrameReader()
     frames: list[spdy.Frame] = []
     for i in range(len(wire)):  # one byte at a time, as kubectl's unbuffered framer writes its fields
-        reader.feed(wire[i:i + 1])
+        reader.feed(wire[i : i + 1])
         frames.extend(reader.frames())
     assert reader.buffered == 0
     syn, data, ping = frames
@@ -56,11 +60,15 @@ def test_reader_handles_any_split_and_several_frames() -> None:
     assert isinstance(ping, spdy.ControlFrame) and spdy.parse_ping(ping) == 3
 
 
-@pytest.mark.parametrize(("wire", "message"), [
-    (struct.pack(">HHI", 0x8002, 1, 0), "unsupported SPDY version 2"),
-    (struct.pack(">II", 0, 0), "data frame on stream 0"),
-    (struct.pack(">II", 1, 0x00FFFFFF), "exceeds the limit"),
-], ids=["spdy2", "stream0", "too-long"])
+@pytest.mark.parametrize(
+    ("wire", "message"),
+    [
+        (struct.pack(">HHI", 0x8002, 1, 0), "unsupported SPDY version 2"),
+        (struct.pack(">II", 0, 0), "data frame on stream 0"),
+        (struct.pack(">II", 1, 0x00FFFFFF), "exceeds the limit"),
+    ],
+    ids=["spdy2", "stream0", "too-long"],
+)
 def test_reader_rejects(wire: bytes, message: str) -> None:
     reader = spdy.FrameReader(max_length=1 << 20)
     reader.feed(wire)
@@ -94,14 +102,18 @@ def test_header_block_encoding() -> None:
             spdy.decode_headers(bad)
 
 
-@pytest.mark.parametrize(("headers", "problem"), [
-    ({"streamtype": ["data"], "port": ["80"]}, None),
-    ({"streamtype": ["data"]}, '"port" header is required'),
-    ({"streamtype": ["data"], "port": ["http"]}, 'unable to parse "http" as a port'),
-    ({"streamtype": ["data"], "port": ["0"]}, 'port "0" must be > 0'),
-    ({"port": ["80"]}, '"streamType" header is required'),
-    ({"streamtype": ["stdin"], "port": ["80"]}, 'invalid stream type "stdin"'),
-], ids=["ok", "no-port", "bad-port", "port-0", "no-type", "bad-type"])
+@pytest.mark.parametrize(
+    ("headers", "problem"),
+    [
+        ({"streamtype": ["data"], "port": ["80"]}, None),
+        ({"streamtype": ["data"]}, '"port" header is required'),
+        ({"streamtype": ["data"], "port": ["http"]}, 'unable to parse "http" as a port'),
+        ({"streamtype": ["data"], "port": ["0"]}, 'port "0" must be > 0'),
+        ({"port": ["80"]}, '"streamType" header is required'),
+        ({"streamtype": ["stdin"], "port": ["80"]}, 'invalid stream type "stdin"'),
+    ],
+    ids=["ok", "no-port", "bad-port", "port-0", "no-type", "bad-type"],
+)
 def test_stream_headers_checked_as_the_kubelet(headers: spdy.Headers, problem: str | None) -> None:
     assert stream_error(headers) == problem
 
@@ -199,8 +211,10 @@ async def test_session_error_then_forward_then_ping() -> None:
         await c.until(lambda: c.fin(1) and c.fin(3))
         replies = [struct.unpack_from(">I", f.payload)[0] for f in c.control(spdy.FrameType.SYN_REPLY)]
         assert replies == [1, 3]
-        assert c.data(1) == b"error forwarding port 9999 to pod uid-1, uid : failed to connect to localhost:9999: " \
-                            b"connection refused"
+        assert (
+            c.data(1) == b"error forwarding port 9999 to pod uid-1, uid : failed to connect to localhost:9999: "
+            b"connection refused"
+        )
         assert c.data(3) == b""
         # the session goes on: the next connection on the same tunnel works
         await c.open(5, "error", 8080, 1)

@@ -12,14 +12,24 @@ import pytest
 from minikubelet.nsexec.unpack import Bounded, Refused, clean_name
 
 
-@pytest.mark.parametrize(("raw", "clean"), [("./etc/passwd", "etc/passwd"), ("etc/", "etc"), ("./", "."),
-                                            ("a/./b", "a/b"), ("a//b", "a/b"), ("..a/b..", "..a/b..")])
+@pytest.mark.parametrize(
+    ("raw", "clean"),
+    [
+        ("./etc/passwd", "etc/passwd"),
+        ("etc/", "etc"),
+        ("./", "."),
+        ("a/./b", "a/b"),
+        ("a//b", "a/b"),
+        ("..a/b..", "..a/b.."),
+    ],
+)
 def test_names_are_made_relative_to_the_layer_root(raw: str, clean: str) -> None:
     assert clean_name(raw, "name", raw) == clean
 
 
-@pytest.mark.parametrize(("raw", "why"), [("/etc/passwd", "absolute"), ("../x", "'..'"), ("a/../../x", "'..'"),
-                                          ("./a/..", "'..'")])
+@pytest.mark.parametrize(
+    ("raw", "why"), [("/etc/passwd", "absolute"), ("../x", "'..'"), ("a/../../x", "'..'"), ("./a/..", "'..'")]
+)
 def test_escaping_names_are_refused_naming_the_entry(raw: str, why: str) -> None:
     with pytest.raises(Refused, match=why) as err:
         clean_name(raw, "name", raw)
