@@ -36,6 +36,10 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="serve HTTPS with this PEM certificate (required when --listen is beyond loopback)")
     p.add_argument("--tls-key", type=Path, default=None, metavar="FILE", help="the PEM private key of --tls-cert")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    p.add_argument("--cgroup-root", default=d.cgroup_root, metavar="PATH",
+                   help="pods' cgroups go under PATH/kubepods on every hierarchy (default: %(default)s)")
+    p.add_argument("--pod-pids-limit", type=int, default=d.pod_pids_limit, metavar="N",
+                   help="most processes per pod (the kubelet's podPidsLimit; default: %(default)s, unlimited)")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -67,6 +71,14 @@ def settings_from(args: argparse.Namespace) -> Settings:
         raise SystemExit(f"minikubelet: --bridge {bridge!r}: a Linux interface name has 1 to 15 characters")
     dirs = {"manifests": args.manifests.absolute(), "data_dir": args.data_dir.absolute(),
             "run_dir": args.run_dir.absolute(), "log_dir": args.log_dir.absolute()}
+    root = str(args.cgroup_root)
+    if not root.startswith("/") or ".." in root.split("/") or root.strip("/") == "":
+        raise SystemExit(f"minikubelet: --cgroup-root {root!r}: give an absolute path below the cgroup mounts, "
+                         "e.g. /minikubelet")
+    if args.pod_pids_limit == 0 or args.pod_pids_limit < -1:
+        raise SystemExit(f"minikubelet: --pod-pids-limit {args.pod_pids_limit}: give a positive number, or -1 for "
+                         "unlimited")
+    dirs = {**dirs, "cgroup_root": root, "pod_pids_limit": args.pod_pids_limit}
     if args.command == "reset":  # reset serves no API: --listen and TLS are ignored, not checked
         return Settings(**dirs, node_name=args.node_name, bridge=bridge, pod_cidr=cidr, given=given)
     try:

@@ -18,6 +18,7 @@ from typing import IO, Any
 import psutil
 
 from minikubelet.api.app import ApiServer
+from minikubelet.cgroups.pods import open_cgroups
 from minikubelet.errors import MinikubeletError, NetworkError
 from minikubelet.events import EventRecorder
 from minikubelet.manifests.sources import FileSource, PodUpdate
@@ -140,6 +141,7 @@ class Daemon:
         self.zygote = Zygote()
         self.runtime = LinuxRuntime(s.run_dir, s.log_dir, self.zygote, self.network, self.ipam)
         self.runtime.pause_bin = find_pause_binary()
+        self.runtime.cgroups = open_cgroups(s.cgroup_root, s.pod_pids_limit)
         self.events = EventRecorder(self.next_version)
         node_ip = host_ip(s.bridge)
         self.node = Node(s.node, s.data_dir, node_ip, on_labels_changed=lambda: self.manager.wake_all())
@@ -277,6 +279,8 @@ class Daemon:
         log.info("Stopping pods count=%d", count)
         await self.manager.reconcile_leftovers()
         await self.manager.shutdown(stop_pods=True)
+        if self.runtime.cgroups is not None and not await self.runtime.cgroups.remove_all():
+            log.warning("Some cgroups under root=%s are still busy; run reset again", s.cgroup_root)
         await self.network.remove_bridge()
         await self.network.close()
         for uid in list(self.ipam.leases()):

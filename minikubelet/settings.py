@@ -24,6 +24,8 @@ class Settings:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     given: frozenset[str] = frozenset()  # the flags of --bridge/--pod-cidr given on the command line
+    cgroup_root: str = "/minikubelet"  # pods' cgroups: <cgroup-root>/kubepods/... on every hierarchy
+    pod_pids_limit: int = -1  # pids.max of every pod cgroup (the kubelet's podPidsLimit); -1: unlimited
 
     @property
     def node(self) -> str:
@@ -36,6 +38,7 @@ class Settings:
         for flag, value, default in (
             ("--manifests", self.manifests, d.manifests), ("--data-dir", self.data_dir, d.data_dir),
             ("--run-dir", self.run_dir, d.run_dir), ("--log-dir", self.log_dir, d.log_dir),
+            ("--cgroup-root", self.cgroup_root, d.cgroup_root),
         ):
             if value != default:
                 out += [flag, shlex.quote(str(value))]

@@ -68,6 +68,7 @@ class DaemonHarness:
         self.cidr = cidr
         self.port = free_port()
         self.node_name = "node1"
+        self.cgroup_root = f"/mkt-{run_id[:8]}-{random.randrange(16**6):06x}"  # side-by-side daemons never share one
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = root / "daemon.log"
         self.manifests.mkdir(mode=0o755)
@@ -80,6 +81,7 @@ class DaemonHarness:
             "--manifests", str(self.manifests), "--data-dir", str(self.data_dir), "--run-dir", str(self.run_dir),
             "--log-dir", str(self.log_dir), "--bridge", self.bridge, "--pod-cidr", str(self.cidr),
             "--node-name", self.node_name, "--listen", f"127.0.0.1:{self.port}",
+            "--cgroup-root", self.cgroup_root,
         ]
 
     # ----- process control ---------------------------------------------------------------------------------
@@ -218,6 +220,9 @@ class DaemonHarness:
         pods_dir = self.run_dir / "pods"
         if pods_dir.exists() and any(pods_dir.iterdir()):
             found.append(f"run state in {pods_dir}")
+        top = Path("/sys/fs/cgroup")
+        cgroups = [top / self.cgroup_root.lstrip("/"), *(d / self.cgroup_root.lstrip("/") for d in top.iterdir())]
+        found += [f"cgroup {d}" for d in cgroups if d.is_dir()]
         return found
 
 

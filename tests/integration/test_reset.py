@@ -114,7 +114,7 @@ def test_a_sandbox_the_killed_daemon_never_recorded_is_stopped(daemon: DaemonHar
 
 def dir_flags(daemon: DaemonHarness) -> list[str]:
     return ["--manifests", str(daemon.manifests), "--data-dir", str(daemon.data_dir), "--run-dir", str(daemon.run_dir),
-            "--log-dir", str(daemon.log_dir)]
+            "--log-dir", str(daemon.log_dir), "--cgroup-root", daemon.cgroup_root]
 
 
 def minikubelet(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:

@@ -1,0 +1,78 @@
+"""Pods in cgroups for real (v1 here, v2 in the vm-test guest): a memory limit ends in OOMKilled / 137 and the
+restart policy applies, the QoS class and oom_score_adj follow the kubelet, the limits sit in the pod's cgroup
+(joined before exec), and deleting the pod leaves no cgroup (reset is checked by the fixture)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.harness import DaemonHarness, pod_yaml, wait_pod
+
+pytestmark = [pytest.mark.root, pytest.mark.cgroups]
+
+SLEEP = [sys.executable, "-c", "import time; time.sleep(1000)"]
+
+
+def container(name: str, command: list[str], resources: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"name": name, "image": "busybox", "command": command, "resources": resources or {}}
+
+
+def cgroup_dirs(daemon: DaemonHarness, rel: str) -> list[Path]:
+    top = Path("/sys/fs/cgroup")
+    if (top / "cgroup.controllers").exists():
+        return [top / daemon.cgroup_root.lstrip("/") / rel]
+    return [top / c / daemon.cgroup_root.lstrip("/") / rel for c in ("memory", "cpu", "pids")]
+
+
+def own_cgroup(pid: int) -> str:
+    """The process's cgroup path on the memory hierarchy (v1) or the unified one (v2)."""
+    lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
+    for line in lines:
+        _, ctrls, path = line.split(":", 2)
+        if "memory" in ctrls.split(",") or (ctrls == "" and len(lines) == 1):
+            return path
+    raise AssertionError(lines)
+
+
+def test_memory_limit_oom_killed_137_and_restarted(daemon: DaemonHarness) -> None:
+    hog = [sys.executable, "-c", "b = bytearray(300 * 2**20)\nfor i in range(0, len(b), 4096): b[i] = 1"]
+    daemon.write("hog.yaml", pod_yaml("hog", [container("hog", hog, {"limits": {"memory": "32Mi"}})],
+                                      restartPolicy="OnFailure"))
+    pod = wait_pod(daemon, "hog", lambda p: p["status"]["containerStatuses"][0]["restartCount"] >= 1
+                   and "terminated" in p["status"]["containerStatuses"][0].get("lastState", {}), 60,
+                   "the hog OOM-killed and restarted")
+    last = pod["status"]["containerStatuses"][0]["lastState"]["terminated"]
+    assert (last["reason"], last["exitCode"]) == ("OOMKilled", 137)
+    assert pod["status"]["qosClass"] == "Burstable"
+
+
+def test_qos_class_oom_score_adj_and_limits_in_place(daemon: DaemonHarness) -> None:
+    guaranteed = {"limits": {"cpu": "200m", "memory": "64Mi"}}
+    daemon.write("g.yaml", pod_yaml("g", [container("app", SLEEP, guaranteed)]))
+    daemon.write("be.yaml", pod_yaml("be", [container("app", SLEEP)]))
+    g, be = daemon.wait_running("g"), daemon.wait_running("be")
+    assert g["status"]["qosClass"] == "Guaranteed" and be["status"]["qosClass"] == "BestEffort"
+    assert g["spec"]["containers"][0]["resources"]["requests"] == {"cpu": "200m", "memory": "64Mi"}
+    gpid, bepid = daemon.container_pid("g", "app"), daemon.container_pid("be", "app")
+    # lowering oom_score_adj needs CAP_SYS_RESOURCE (bit 24), which some machines withhold from root
+    can_lower = int(Path("/proc/self/status").read_text().split("CapEff:")[1].split()[0], 16) & (1 << 24)
+    assert Path(f"/proc/{gpid}/oom_score_adj").read_text().strip() == ("-997" if can_lower else "0")
+    assert Path(f"/proc/{bepid}/oom_score_adj").read_text().strip() == "1000"
+    uid = g["metadata"]["uid"]
+    assert own_cgroup(gpid) == f"{daemon.cgroup_root}/kubepods/pod{uid}/app.0"
+    assert own_cgroup(bepid) == f"{daemon.cgroup_root}/kubepods/besteffort/pod{be['metadata']['uid']}/app.0"
+    leaf = cgroup_dirs(daemon, f"kubepods/pod{uid}/app.0")
+    if len(leaf) == 1:
+        assert (leaf[0] / "memory.max").read_text().strip() == str(64 * 2**20)
+        assert (leaf[0] / "cpu.max").read_text().split() == ["20000", "100000"]
+    else:
+        assert (leaf[0] / "memory.limit_in_bytes").read_text().strip() == str(64 * 2**20)
+        assert (leaf[1] / "cpu.cfs_quota_us").read_text().strip() == "20000"
+    daemon.remove("g.yaml")
+    daemon.wait_gone("g")
+    daemon.wait_for(lambda: not any(d.exists() for d in cgroup_dirs(daemon, f"kubepods/pod{uid}")), 10,
+                    "the pod's cgroup removed")
