@@ -170,8 +170,11 @@ class LinuxRuntime:
         """
         with contextlib.suppress(FileNotFoundError):
             (self.pod_dir(uid) / "exits" / record).unlink()
+        joins: dict[str, Any] = {}
+        if self.cgroups is not None:  # an exec'd command counts against its container's limits, as with runc
+            joins = {"cgroup_procs": self.cgroups.tree.procs_files_of(target_pid)}
         reply = await self.zygote.request(
-            "exec", fds=fds, target_pid=target_pid, target_start=target_start, pod_dir=str(self.pod_dir(uid)),
+            "exec", **joins, fds=fds, target_pid=target_pid, target_start=target_start, pod_dir=str(self.pod_dir(uid)),
             record=record, argv=argv, env=env, cwd=cwd, uid=user, gid=group, tty=tty,
         )
         return int(reply["pid"]), int(reply["start"])

@@ -11,8 +11,14 @@ from typing import Any
 import pytest
 
 from tests.harness import DaemonHarness, pod_yaml, wait_pod
+from tests.integration.test_kubectl import Kubectl
 
 pytestmark = [pytest.mark.root, pytest.mark.cgroups]
+
+@pytest.fixture
+def kubectl(kubectl_bin: Path, daemon: DaemonHarness, kubecachedir: Path) -> Kubectl:
+    return Kubectl(kubectl_bin, daemon, kubecachedir)
+
 
 SLEEP = [sys.executable, "-c", "import time; time.sleep(1000)"]
 
@@ -76,3 +82,11 @@ def test_qos_class_oom_score_adj_and_limits_in_place(daemon: DaemonHarness) -> N
     daemon.wait_gone("g")
     daemon.wait_for(lambda: not any(d.exists() for d in cgroup_dirs(daemon, f"kubepods/pod{uid}")), 10,
                     "the pod's cgroup removed")
+
+
+def test_exec_joins_the_containers_cgroup(daemon: DaemonHarness, kubectl: Kubectl) -> None:
+    daemon.write("ex.yaml", pod_yaml("ex", [container("app", SLEEP, {"limits": {"memory": "64Mi"}})]))
+    pod = daemon.wait_running("ex")
+    out = kubectl("exec", "ex", "--", "cat", "/proc/self/cgroup")
+    leaf = f"{daemon.cgroup_root}/kubepods/burstable/pod{pod['metadata']['uid']}/app.0"
+    assert leaf in out, out
