@@ -90,3 +90,34 @@ def test_exec_joins_the_containers_cgroup(daemon: DaemonHarness, kubectl: Kubect
     out = kubectl("exec", "ex", "--", "cat", "/proc/self/cgroup")
     leaf = f"{daemon.cgroup_root}/kubepods/burstable/pod{pod['metadata']['uid']}/app.0"
     assert leaf in out, out
+
+
+def test_pod_pids_limit_stops_a_fork_bomb_and_others_keep_working(daemon: DaemonHarness) -> None:
+    daemon.stop()
+    daemon.start("--pod-pids-limit", "20")
+    bomb = ("import os, time\nn = 0\ntry:\n    for _ in range(200):\n        if os.fork() == 0:\n"
+            "            time.sleep(1000); os._exit(0)\n        n += 1\nexcept BlockingIOError:\n    pass\n"
+            "print('forked', n, flush=True)\ntime.sleep(1000)")
+    daemon.write("bomb.yaml", pod_yaml("bomb", [container("bomb", [sys.executable, "-c", bomb])]))
+    pod = daemon.wait_running("bomb")
+    log = daemon.log_dir / f"default_bomb_{pod['metadata']['uid']}" / "bomb" / "0.log"
+    text = daemon.wait_for(lambda: "forked" in log.read_text() and log.read_text(), 30, "the bomb's count")
+    assert int(text.split("forked")[1].split()[0]) < 20
+    daemon.write("ok.yaml", pod_yaml("ok", [container("app", SLEEP)]))  # the daemon and other pods go on
+    daemon.wait_running("ok")
+
+
+def test_cgroups_survive_a_daemon_restart_and_go_with_the_pod(daemon: DaemonHarness) -> None:
+    daemon.write("keep.yaml", pod_yaml("keep", [container("app", SLEEP, {"limits": {"memory": "64Mi"}})]))
+    pod = daemon.wait_running("keep")
+    pid = daemon.container_pid("keep", "app")
+    leaf = f"{daemon.cgroup_root}/kubepods/burstable/pod{pod['metadata']['uid']}/app.0"
+    daemon.stop()
+    assert own_cgroup(pid) == leaf  # the pod outlives the daemon, in its cgroup
+    daemon.start()
+    daemon.wait_running("keep")
+    assert daemon.container_pid("keep", "app") == pid and own_cgroup(pid) == leaf
+    daemon.remove("keep.yaml")
+    daemon.wait_gone("keep")
+    pod_dirs = cgroup_dirs(daemon, f"kubepods/burstable/pod{pod['metadata']['uid']}")
+    daemon.wait_for(lambda: not any(d.exists() for d in pod_dirs), 10, "the re-adopted pod's cgroup removed")
