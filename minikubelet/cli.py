@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from minikubelet import __version__
+from minikubelet.cgroups.admission import parse_reserved
 from minikubelet.errors import MinikubeletError
 from minikubelet.node.kubeconfig import (
     is_loopback,
@@ -51,6 +52,9 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="pods' cgroups go under PATH/kubepods on every hierarchy (default: %(default)s)")
     p.add_argument("--pod-pids-limit", type=int, default=d.pod_pids_limit, metavar="N",
                    help="most processes per pod (the kubelet's podPidsLimit; default: %(default)s, unlimited)")
+    for flag in ("--system-reserved", "--kube-reserved"):
+        p.add_argument(flag, default="", metavar="cpu=Q,memory=Q",
+                       help="taken off the node's allocatable, as the kubelet's flag (e.g. cpu=500m,memory=1Gi)")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -133,7 +137,13 @@ def settings_from(args: argparse.Namespace) -> Settings:
     if args.pod_pids_limit == 0 or args.pod_pids_limit < -1:
         raise SystemExit(f"minikubelet: --pod-pids-limit {args.pod_pids_limit}: give a positive number, or -1 for "
                          "unlimited")
-    dirs = {**dirs, "cgroup_root": root, "pod_pids_limit": args.pod_pids_limit}
+    for flag, value in (("--system-reserved", args.system_reserved), ("--kube-reserved", args.kube_reserved)):
+        try:
+            parse_reserved(flag, value)
+        except ValueError as e:
+            raise SystemExit(f"minikubelet: {e}") from None
+    dirs = {**dirs, "cgroup_root": root, "pod_pids_limit": args.pod_pids_limit,
+            "system_reserved": args.system_reserved, "kube_reserved": args.kube_reserved}
     if args.command == "reset":  # reset serves no API: --listen and TLS are ignored, not checked
         return Settings(**dirs, node_name=args.node_name, bridge=bridge, pod_cidr=cidr, given=given)
     try:

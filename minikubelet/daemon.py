@@ -18,6 +18,7 @@ from typing import IO, Any
 import psutil
 
 from minikubelet.api.app import ApiServer
+from minikubelet.cgroups.admission import parse_reserved
 from minikubelet.cgroups.pods import open_cgroups
 from minikubelet.errors import MinikubeletError, NetworkError
 from minikubelet.events import EventRecorder
@@ -147,6 +148,8 @@ class Daemon:
         self.events = EventRecorder(self.next_version)
         node_ip = host_ip(s.bridge)
         self.node = Node(s.node, s.data_dir, node_ip, on_labels_changed=lambda: self.manager.wake_all())
+        self.node.reserved = [parse_reserved("--system-reserved", s.system_reserved),
+                              parse_reserved("--kube-reserved", s.kube_reserved)]
         self.ctx = WorkerContext(self.runtime, self.events, NodeFacts(s.node, node_ip, self.node.admit),
                                  self.next_version, changed=self._changed, removed=self._removed)
         self.updates: asyncio.Queue[PodUpdate] = asyncio.Queue()

@@ -28,6 +28,8 @@ class Settings:
     kubeconfig_group: int | None = None  # --write-kubeconfig-group, as a gid (None: root's group)
     cgroup_root: str = "/minikubelet"  # pods' cgroups: <cgroup-root>/kubepods/... on every hierarchy
     pod_pids_limit: int = -1  # pids.max of every pod cgroup (the kubelet's podPidsLimit); -1: unlimited
+    system_reserved: str = ""  # --system-reserved cpu=500m,memory=1Gi: taken off the node's allocatable
+    kube_reserved: str = ""  # --kube-reserved, the same
 
     @property
     def node(self) -> str:

@@ -49,3 +49,29 @@ def test_out_of_pods() -> None:
     alloc = {**ALLOC, "pods": Fraction(2)}
     assert admit(pod("x", {}), [pod("a", {}), pod("b", {})], alloc) == (
         False, "OutOfpods", "Node didn't have enough resource: pods, requested: 1, used: 2, capacity: 2")
+
+
+def test_node_allocatable_minus_reserved(tmp_path: object) -> None:
+    from pathlib import Path
+
+    from minikubelet.node.node import Node
+    node = Node("n1", Path(str(tmp_path)), "192.0.2.1")
+    status = node.to_api()["status"]
+    assert status["allocatable"] == status["capacity"]
+    node.reserved = [parse_reserved("--system-reserved", "cpu=250m,memory=128Mi"),
+                     parse_reserved("--kube-reserved", "")]
+    status = node.to_api()["status"]
+    cpu_cap = int(status["capacity"]["cpu"]) * 1000
+    assert status["allocatable"]["cpu"] == f"{cpu_cap - 250}m"
+    mem_cap = int(status["capacity"]["memory"].removesuffix("Ki"))
+    assert status["allocatable"]["memory"] == f"{mem_cap - 128 * 1024}Ki"
+
+
+def test_cli_refuses_a_bad_reserved_flag() -> None:
+    from minikubelet.cli import parser, settings_from
+    args = parser().parse_args(["run", "--system-reserved", "memory=lots"])
+    with pytest.raises(SystemExit, match="--system-reserved 'memory=lots': 'lots' is not a quantity"):
+        settings_from(args)
+    args = parser().parse_args(["run", "--cgroup-root", "relative"])
+    with pytest.raises(SystemExit, match="--cgroup-root 'relative'"):
+        settings_from(args)
