@@ -167,6 +167,8 @@ class Daemon:
                              defined=self.source.pod_by_key, next_version=self.next_version, token=access.token,
                              ssl_context=access.ssl_context,
                              probe_stats=self._probe_stats, probe_metrics=self.probes.metrics.render)
+        if self.runtime.cgroups is not None:  # kubectl top from the cgroups' counters (working set, cpu usage)
+            self.api.metrics.cgroup_usage = self.runtime.cgroups.usage_of_pid
 
     def _manifest_refused(self, path: str, message: str) -> None:
         """A refused manifest reaches kubectl users: a Warning event on the Node (describe node shows the file)."""

@@ -103,6 +103,19 @@ class PodCgroups:
             return None
         return self.tree.usage(pod_cg / record if record else pod_cg)
 
+    def usage_of_pid(self, pid: int) -> tuple[int, int] | None:
+        """(cpu ns, working set bytes) of the container cgroup ``pid`` is in, None unless it is one of ours."""
+        for f in self.tree.procs_files_of(pid):
+            for base in (self.tree.mounts.unified, self.tree.mounts.v1.get("memory")):
+                if base is None:
+                    continue
+                rel = PurePosixPath("/" + str(PurePosixPath(f).parent.relative_to(base))) if f.startswith(
+                    str(base) + "/") else None
+                if rel is not None and str(rel).startswith(str(self.kubepods) + "/"):
+                    u = self.tree.usage(rel)
+                    return u.cpu_usage_ns, u.memory_working_set
+        return None
+
     async def remove_pod(self, uid: str) -> None:
         pod_cg = self.find_pod(uid)
         if pod_cg is not None and not await self.tree.remove(pod_cg):

@@ -121,3 +121,22 @@ def test_cgroups_survive_a_daemon_restart_and_go_with_the_pod(daemon: DaemonHarn
     daemon.wait_gone("keep")
     pod_dirs = cgroup_dirs(daemon, f"kubepods/burstable/pod{pod['metadata']['uid']}")
     daemon.wait_for(lambda: not any(d.exists() for d in pod_dirs), 10, "the re-adopted pod's cgroup removed")
+
+
+def test_top_reads_the_cgroup_at_once(daemon: DaemonHarness, kubectl: Kubectl) -> None:
+    import json
+    import time
+
+    busy = [sys.executable, "-c", "while True: pass"]
+    limits = {"limits": {"cpu": "200m", "memory": "64Mi"}}
+    daemon.write("busy.yaml", pod_yaml("busy", [container("loop", busy, limits)]))
+    daemon.wait_running("busy")
+    time.sleep(3)
+    t0 = time.monotonic()
+    raw = json.loads(kubectl("get", "--raw", "/apis/metrics.k8s.io/v1beta1/namespaces/default/pods/busy"))
+    took = time.monotonic() - t0
+    window = float(raw["window"].removesuffix("s"))
+    assert window > 2, f"a first call measures the container's life so far from its cgroup, window={window}"
+    cpu_m = int(raw["containers"][0]["usage"]["cpu"].removesuffix("n")) / 1e6
+    assert 100 < cpu_m < 300, f"a 200m-limited busy loop shows {cpu_m:.0f}m"
+    assert took < 5, took
