@@ -172,8 +172,9 @@ class Daemon:
 
     def _manifest_refused(self, path: str, message: str) -> None:
         """A refused manifest reaches kubectl users: a Warning event on the Node (describe node shows the file)."""
-        text = message if message.startswith(path) else f"{path}: {message}"
-        self.events.record_node(self.settings.node, "Warning", "FailedManifest", f"Manifest not applied: {text}")
+        if message:  # "" when the refusal cleared: only the node changes (its refused-manifests annotation)
+            text = message if message.startswith(path) else f"{path}: {message}"
+            self.events.record_node(self.settings.node, "Warning", "FailedManifest", f"Manifest not applied: {text}")
         self.node.version = self.next_version()
 
     def _probe_stats(self) -> dict[str, Any]:

@@ -17,13 +17,13 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from minikubelet.api import access, discovery, metrics, nodes, podpatch, unserved
+from minikubelet.api import access, discovery, logfilter, metrics, nodes, podpatch, unserved
 from minikubelet.api import events as api_events
 from minikubelet.api import pods as api_pods
 from minikubelet.api.auth import auth_middleware
 from minikubelet.api.context import ApiContext
 from minikubelet.api.errors import ApiError, not_found, status
-from minikubelet.api.listener import DualListener
+from minikubelet.api.listener import ConnectionTracker, DualListener, raise_fd_limit
 from minikubelet.api.metrics import Sampler
 from minikubelet.api.pods import check_name, check_namespace
 from minikubelet.api.watch import WatchHub
@@ -96,8 +96,10 @@ class ApiServer:
         self._cache: dict[str, tuple[int, int, float, dict[str, Any]]] = {}
         self._runner: web.AppRunner | None = None
         self._listener: DualListener | None = None
-        self.app = web.Application(middlewares=[error_middleware, auth_middleware(token)],
-                                   client_max_size=MAX_BODY)
+        self.connections = ConnectionTracker.for_fd_limit(raise_fd_limit())
+        self.app = web.Application(
+            middlewares=[self.connections.middleware(), error_middleware, auth_middleware(token)],
+            client_max_size=MAX_BODY)
         self.app.add_routes([
             web.get("/healthz", self.healthz), web.get("/healthz/ping", self.healthz),
             web.get("/pods", self.list_pods), web.get("/pods/", self.list_pods),
@@ -116,6 +118,11 @@ class ApiServer:
             web.post(POD + "/exec", self.route(self._delegate("exec"))),
             web.get(POD + "/portforward", self.route(self._delegate("portforward"))),
             web.post(POD + "/portforward", self.route(self._delegate("portforward"))),
+            web.get(POD + "/attach", self.route(self._delegate("attach"))),
+            web.post(POD + "/attach", self.route(self._delegate("attach"))),
+            web.get(POD + "/ephemeralcontainers", self.route(self._ephemeral)),
+            web.patch(POD + "/ephemeralcontainers", self.route(self._ephemeral)),
+            web.put(POD + "/ephemeralcontainers", self.route(self._ephemeral)),
             web.get("/api/v1/nodes", self.route(nodes.list_nodes)),
             web.get("/api/v1/nodes/{name}", self.route(nodes.get_node)),
             web.get("/api/v1/nodes/{name}/proxy/metrics/probes", self.node_probe_metrics),
@@ -148,6 +155,14 @@ class ApiServer:
         return call
 
     @staticmethod
+    async def _ephemeral(server: ApiContext, request: web.Request) -> web.StreamResponse:
+        from minikubelet.api import attach
+
+        check_namespace(request.match_info["namespace"])
+        check_name("pod", request.match_info["name"])
+        return await attach.ephemeral_containers(server, request)
+
+    @staticmethod
     def _delegate(module: str) -> Route:
         """logs/exec live in their own modules (another owner); import them on first use."""
 
@@ -166,10 +181,11 @@ class ApiServer:
     # ----- lifecycle -----------------------------------------------------------------------------------------------
 
     async def start(self) -> None:
+        logfilter.install()
         self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
         await self._runner.setup()
         assert self._runner.server is not None
-        self._listener = DualListener(self._runner.server, self.host, self.port, self._ssl)
+        self._listener = DualListener(self._runner.server, self.host, self.port, self._ssl, self.connections)
         await self._listener.start()
         log.info("API listening address=%s:%d https=%s http=yes", self.host, self.port, self._ssl is not None)
 

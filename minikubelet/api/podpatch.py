@@ -44,6 +44,7 @@ from minikubelet.api.pods import (
     validated_pod,
     wait_for_worker,
 )
+from minikubelet.api.warnings import with_unenforced
 from minikubelet.manifests.store import SERVER_ANNOTATIONS, SERVER_METADATA, StoreError, clean_document
 from minikubelet.pod.worker import PodWorker
 
@@ -83,7 +84,7 @@ async def patch_pod(server: ApiContext, request: web.Request) -> web.Response:
         except PatchError as e:
             raise bad_request(str(e)) from None
         w = await store_patched(server, w, path, ns, name, doc, new, strict)
-    return web.json_response(server.snapshot(w))
+    return with_unenforced(web.json_response(server.snapshot(w)), w.pod.manifest)
 
 
 def json_patch_edit(ns: str, name: str, operations: list[dict[str, Any]]) -> Edit:
@@ -174,7 +175,7 @@ async def server_side_apply(server: ApiContext, request: web.Request, ns: str, n
         if server.find_pod(ns, name) is None and server.defined(ns, name) is None:
             w = await create_locked(server, ns, name, applied, strict)
             log.info("Pod created by server-side apply pod=%s/%s manager=%s", ns, name, request.query["fieldManager"])
-            return web.json_response(server.snapshot(w), status=201)
+            return with_unenforced(web.json_response(server.snapshot(w), status=201), w.pod.manifest)
         w, path, doc = current(server, ns, name)
         if "namespace" not in (doc.get("metadata") or {}):
             applied["metadata"].pop("namespace", None)  # the file leaves it to the default: keep it that way
@@ -183,7 +184,7 @@ async def server_side_apply(server: ApiContext, request: web.Request, ns: str, n
         except PatchError as e:
             raise bad_request(str(e)) from None
         w = await store_patched(server, w, path, ns, name, doc, new, strict)
-    return web.json_response(server.snapshot(w))
+    return with_unenforced(web.json_response(server.snapshot(w)), w.pod.manifest)
 
 
 async def replace_pod(server: ApiContext, request: web.Request) -> web.Response:
@@ -208,4 +209,4 @@ async def replace_pod(server: ApiContext, request: web.Request) -> web.Response:
         if "namespace" not in (doc.get("metadata") or {}):
             replacement["metadata"].pop("namespace", None)  # the file leaves it to the default: keep it that way
         w = await store_patched(server, w, path, ns, name, doc, replacement, strict)
-    return web.json_response(server.snapshot(w))
+    return with_unenforced(web.json_response(server.snapshot(w)), w.pod.manifest)

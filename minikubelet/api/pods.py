@@ -31,8 +31,9 @@ from minikubelet.api.errors import (
 )
 from minikubelet.api.selectors import FieldMatcher, LabelMatcher, field_selector, label_selector
 from minikubelet.api.tables import POD_COLUMNS, TABLE_CONTENT_TYPE, pod_row, table
+from minikubelet.api.warnings import with_unenforced
 from minikubelet.errors import ManifestError
-from minikubelet.manifests.manifest import pod_from_dict
+from minikubelet.manifests.manifest import MAX_NESTING, nesting_problem, pod_from_dict
 from minikubelet.manifests.store import StoreError, clean_document
 from minikubelet.manifests.validation import is_dns1123_label, is_dns1123_subdomain
 from minikubelet.pod.spec import Pod
@@ -104,6 +105,12 @@ def list_query(request: web.Request, field_names: tuple[str, ...], resource: str
 async def read_object(request: web.Request, kinds: tuple[str, ...], what: str) -> Any:
     """The request body as JSON (or YAML for application/yaml): 415 for another type, 413 over 1 MiB, 400 if bad."""
     ctype = request.content_type
+    if ctype == "application/vnd.kubernetes.protobuf":  # kubectl debug --copy-to and debug node/NAME send these
+        raise ApiError(415, "UnsupportedMediaType",
+                       f"{what}: this API reads JSON and YAML bodies, not protobuf (what kubectl debug --copy-to and "
+                       "kubectl debug node/NAME send): to debug a copy, kubectl get pod NAME -o yaml > copy.yaml, "
+                       "edit its name and command, then kubectl create -f copy.yaml; to debug the node, you are on it "
+                       "(nsenter and the host's tools work there); see 'Not supported' in minikubelet's README")
     if ctype not in kinds:
         accepted = ", ".join(kinds)
         raise ApiError(415, "UnsupportedMediaType",
@@ -111,10 +118,18 @@ async def read_object(request: web.Request, kinds: tuple[str, ...], what: str) -
     raw = await request.read()  # aiohttp refuses bodies over client_max_size (1 MiB) with 413
     try:
         if ctype.endswith("yaml"):  # application/yaml, application/apply-patch+yaml (JSON is YAML too)
-            return yaml.safe_load(raw.decode("utf-8"))
-        return json.loads(raw)
+            obj = yaml.safe_load(raw.decode("utf-8"))
+        else:
+            obj = json.loads(raw)
+    except RecursionError:
+        raise bad_request(f"{what}: the request body nests maps and lists more than {MAX_NESTING} levels deep; "
+                          "a Pod needs far fewer") from None
     except (ValueError, yaml.YAMLError) as e:
         raise bad_request(f"{what}: the request body is not valid {ctype.split('/')[-1]}: {e}") from None
+    deep = nesting_problem(obj)
+    if deep is not None:
+        raise bad_request(f"{what}: the request body is refused: {deep.replace('the document ', '', 1)}")
+    return obj
 
 
 def validated_pod(server: ApiContext, doc: dict[str, Any], path: Path, name: str, strict: bool) -> Pod:
@@ -250,7 +265,7 @@ async def create_pod(server: ApiContext, request: web.Request) -> web.Response:
     strict = request.query.get("fieldValidation", "Strict") == "Strict"
     async with server.write_lock:
         w = await create_locked(server, ns, name, doc, strict)
-    return web.json_response(server.snapshot(w), status=201)
+    return with_unenforced(web.json_response(server.snapshot(w), status=201), w.pod.manifest)
 
 
 async def delete_pod(server: ApiContext, request: web.Request) -> web.Response:

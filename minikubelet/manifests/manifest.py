@@ -55,6 +55,7 @@ except ImportError:  # pragma: no cover - libyaml missing
 
 MAX_MANIFEST_BYTES = 10 * 1024 * 1024
 MAX_EXPANDED_NODES = 100_000  # per document, once YAML aliases are expanded (alias bombs)
+MAX_NESTING = 100  # levels of maps and lists, for manifest files and API bodies alike (a Pod needs about 15)
 CONFIG_SOURCE_ANNOTATION = "kubernetes.io/config.source"
 CONFIG_HASH_ANNOTATION = "kubernetes.io/config.hash"
 _KIND_MESSAGE = "minikubelet runs only kind Pod (apiVersion v1)"
@@ -96,6 +97,24 @@ def pod_from_dict(obj: Any, source: str, node_name: str, *, strict: bool = True)
     if pod is None:
         raise ManifestError(source, problems)
     return pod
+
+
+def nesting_problem(obj: Any, limit: int = MAX_NESTING) -> str | None:
+    """Why ``obj`` nests too deep for a manifest or request body (the same limit for both), or None; iterative, so a
+    10,000-deep body is a clear error, never a RecursionError."""
+    stack: list[tuple[Any, int]] = [(obj, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict):
+            children: Any = value.values()
+        elif isinstance(value, list):
+            children = value
+        else:
+            continue
+        if depth > limit:
+            return f"the document nests maps and lists more than {limit} levels deep; a Pod needs far fewer"
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return None
 
 
 def pod_uid(node_name: str, source: str, namespace: str, name: str, spec_dict: dict[str, Any]) -> str:
@@ -269,6 +288,9 @@ def _pod_from_object(obj: Any, source: str, node_name: str, *, strict: bool) -> 
     if not isinstance(obj, dict):
         kind = "a list" if isinstance(obj, list) else f"a scalar ({fmt_value(obj)})"
         return None, [f"the document is {kind}, not a mapping; each YAML document must be one Pod object (kind: Pod)"]
+    deep = nesting_problem(obj)
+    if deep is not None:
+        return None, [deep]
     problems = _kind_problems(obj)
     if any(p.startswith("kind:") for p in problems):
         return None, problems

@@ -84,8 +84,11 @@ def _open_checked(path: str) -> tuple[int, int] | None:
             raise ManifestError(path, [f"refused: {what} is not a regular file; fix the link or remove it: rm {path}"])
     elif stat.S_ISREG(lst.st_mode):
         flags |= os.O_NOFOLLOW
-    else:
-        return None  # directory, socket, fifo, device: not a manifest
+    elif stat.S_ISDIR(lst.st_mode):
+        return None  # subdirectories are not read (as the kubelet's file source)
+    else:  # never opened (a FIFO would block), but said: a file named like a manifest that is not one is a mistake
+        kind = "a FIFO" if stat.S_ISFIFO(lst.st_mode) else "a socket" if stat.S_ISSOCK(lst.st_mode) else "a device"
+        raise ManifestError(path, [f"refused: it is {kind}, not a regular file; replace it with a file: rm {path}"])
     try:
         fd = os.open(path, flags)
     except FileNotFoundError:
@@ -155,7 +158,8 @@ class FileSource:
         self._full = False  # a full rescan was requested (overflow, watch re-created, directory event)
         self._watcher: inotify.InotifyWatcher | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-        # called (path, message) when a file is newly refused or its refusal changes (the daemon makes it an event)
+        # called (path, message) when a file is newly refused or its refusal changes (the daemon makes it an event),
+        # and (path, "") when a refusal clears
         self.on_refused: Callable[[str, str], None] | None = None
 
     async def start(self) -> None:
@@ -401,6 +405,8 @@ class FileSource:
                     self.on_refused(path, message)
         for path in self._errors.keys() - errors.keys():
             log.info("Manifest error cleared file=%s", path)
+            if self.on_refused is not None:
+                self.on_refused(path, "")
         changed = bool(updates) or errors != self._errors
         self._errors = errors
         if changed:

@@ -285,9 +285,24 @@ def validate_pod(pod: Mapping[str, Any]) -> list[str]:
 def validate_metadata(meta: Mapping[str, Any]) -> list[str]:
     errs = validate_dns1123_subdomain(meta.get("name", ""), "metadata.name")
     errs += validate_dns1123_label(meta.get("namespace", ""), "metadata.namespace")
+    errs += validate_log_dir_name(str(meta.get("name", "")), str(meta.get("namespace", "")))
     errs += validate_labels(meta.get("labels") or {}, "metadata.labels")
     errs += validate_annotations(meta.get("annotations") or {}, "metadata.annotations")
     return errs
+
+
+MAX_FILE_NAME = 255  # bytes in one path component (NAME_MAX)
+UID_LENGTH = 36  # a UUID as the API gives it; a file pod's MD5 hex UID is 32
+
+
+def validate_log_dir_name(name: str, namespace: str) -> list[str]:
+    """The pod's log directory ``<namespace>_<name>_<uid>`` is one path component: Kubernetes allows names up to
+    253 characters and namespaces up to 63, which together may not fit in 255 bytes (ENAMETOOLONG on every start)."""
+    room = MAX_FILE_NAME - UID_LENGTH - 2 - len(namespace.encode())
+    if not name or len(name.encode()) <= room:
+        return []
+    return [invalid("metadata.name", name, f"must be no more than {room} characters in namespace \"{namespace}\": the "
+                    f"log directory <namespace>_<name>_<uid> is one file name of at most {MAX_FILE_NAME} bytes")]
 
 
 def validate_pod_spec(spec: Mapping[str, Any] | None) -> list[str]:

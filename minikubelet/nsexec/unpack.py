@@ -86,12 +86,15 @@ class Bounded:
             self.buf += data
 
     def read(self, n: int = -1) -> bytes:
-        """Up to ``n`` bytes (fewer is allowed: tarfile's stream reader loops)."""
+        """Up to ``n`` bytes (fewer is allowed: tarfile's stream reader loops); everything left when ``n < 0``."""
+        if n is None or n < 0:
+            parts = []
+            while part := self.read(CHUNK):
+                parts.append(part)
+            return b"".join(parts)
         if self.pos >= len(self.buf):
             self.buf, self.pos = b"", 0
             self._fill(1)
-        if n is None or n < 0:
-            n = len(self.buf) - self.pos
         out = self.buf[self.pos:self.pos + n]
         self.pos += len(out)
         return out

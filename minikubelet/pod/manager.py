@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from minikubelet.manifests.sources import PodUpdate, UpdateOp
+from minikubelet.manifests.unenforced import REASON as UNENFORCED_REASON
+from minikubelet.manifests.unenforced import unenforced
 from minikubelet.pod.spec import Container, Pod, PodSpec
 from minikubelet.pod.worker import PodWorker, WorkerContext
 from minikubelet.runtime.linux import Sandbox
@@ -115,6 +117,8 @@ class PodManager:
             return
         record = self._records.pop(pod.uid, None)
         new = PodWorker(pod, self.ctx, record)
+        for note in unenforced(pod.manifest):  # accepted but not enforced: said, never silent
+            self.ctx.events.record(pod.namespace, pod.name, pod.uid, "Warning", UNENFORCED_REASON, note)
         previous = [w for w in self.workers.values() if w.pod.key == pod.key and w is not worker]
         if worker is not None:
             previous.append(worker)
