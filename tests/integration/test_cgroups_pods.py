@@ -4,6 +4,8 @@ restart policy applies, the QoS class and oom_score_adj follow the kubelet, the 
 
 from __future__ import annotations
 
+import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -124,7 +126,6 @@ def test_cgroups_survive_a_daemon_restart_and_go_with_the_pod(daemon: DaemonHarn
 
 
 def test_top_reads_the_cgroup_at_once(daemon: DaemonHarness, kubectl: Kubectl) -> None:
-    import json
     import time
 
     busy = [sys.executable, "-c", "while True: pass"]
@@ -140,3 +141,19 @@ def test_top_reads_the_cgroup_at_once(daemon: DaemonHarness, kubectl: Kubectl) -
     cpu_m = int(raw["containers"][0]["usage"]["cpu"].removesuffix("n")) / 1e6
     assert 100 < cpu_m < 300, f"a 200m-limited busy loop shows {cpu_m:.0f}m"
     assert took < 5, took
+
+
+def test_describe_node_shows_allocatable_minus_reserved_and_allocated(daemon: DaemonHarness, kubectl: Kubectl) -> None:
+    daemon.stop()
+    daemon.start("--system-reserved", "cpu=500m,memory=256Mi", "--kube-reserved", "cpu=250m")
+    daemon.write("g.yaml", pod_yaml("g", [container("app", SLEEP, {"limits": {"cpu": "200m", "memory": "64Mi"}})]))
+    daemon.wait_running("g")
+    node = json.loads(kubectl("get", "node", "-o", "json"))["items"][0]["status"]
+    cores = int(node["capacity"]["cpu"])
+    assert node["allocatable"]["cpu"] == f"{cores * 1000 - 750}m"
+    mem = int(node["capacity"]["memory"].removesuffix("Ki"))
+    assert node["allocatable"]["memory"] == f"{mem - 256 * 1024}Ki"
+    out = kubectl("describe", "node")
+    allocated = out.split("Allocated resources:")[1]
+    assert re.search(r"cpu\s+200m \(\d+%\)\s+200m", allocated), allocated
+    assert re.search(r"memory\s+64Mi \(\d+%\)\s+64Mi", allocated), allocated
