@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from minikubelet import __version__
+from minikubelet.cgroups.admission import parse_reserved
 from minikubelet.errors import MinikubeletError
 from minikubelet.node.kubeconfig import (
     is_loopback,
@@ -56,6 +57,13 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="disk usage that starts image garbage collection (default: %(default)s)")
     p.add_argument("--image-gc-low-threshold", type=int, default=d.image_gc_low_threshold, metavar="PERCENT",
                    help="disk usage image garbage collection frees down to (default: %(default)s)")
+    p.add_argument("--cgroup-root", default=d.cgroup_root, metavar="PATH",
+                   help="pods' cgroups go under PATH/kubepods on every hierarchy (default: %(default)s)")
+    p.add_argument("--pod-pids-limit", type=int, default=d.pod_pids_limit, metavar="N",
+                   help="most processes per pod (the kubelet's podPidsLimit; default: %(default)s, unlimited)")
+    for flag in ("--system-reserved", "--kube-reserved"):
+        p.add_argument(flag, default="", metavar="cpu=Q,memory=Q",
+                       help="taken off the node's allocatable, as the kubelet's flag (e.g. cpu=500m,memory=1Gi)")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -160,6 +168,20 @@ def settings_from(args: argparse.Namespace) -> Settings:
         raise SystemExit(f"minikubelet: --bridge {bridge!r}: a Linux interface name has 1 to 15 characters")
     dirs = {"manifests": args.manifests.absolute(), "data_dir": args.data_dir.absolute(),
             "run_dir": args.run_dir.absolute(), "log_dir": args.log_dir.absolute()}
+    root = str(args.cgroup_root)
+    if not root.startswith("/") or ".." in root.split("/") or root.strip("/") == "":
+        raise SystemExit(f"minikubelet: --cgroup-root {root!r}: give an absolute path below the cgroup mounts, "
+                         "e.g. /minikubelet")
+    if args.pod_pids_limit == 0 or args.pod_pids_limit < -1:
+        raise SystemExit(f"minikubelet: --pod-pids-limit {args.pod_pids_limit}: give a positive number, or -1 for "
+                         "unlimited")
+    for flag, value in (("--system-reserved", args.system_reserved), ("--kube-reserved", args.kube_reserved)):
+        try:
+            parse_reserved(flag, value)
+        except ValueError as e:
+            raise SystemExit(f"minikubelet: {e}") from None
+    dirs = {**dirs, "cgroup_root": root, "pod_pids_limit": args.pod_pids_limit,
+            "system_reserved": args.system_reserved, "kube_reserved": args.kube_reserved}
     if args.command == "reset":  # reset serves no API: --listen and TLS are ignored, not checked
         return Settings(**dirs, node_name=args.node_name, bridge=bridge, pod_cidr=cidr, given=given)
     try:

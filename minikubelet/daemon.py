@@ -18,6 +18,8 @@ from typing import IO, Any
 import psutil
 
 from minikubelet.api.app import ApiServer
+from minikubelet.cgroups.admission import parse_reserved
+from minikubelet.cgroups.pods import open_cgroups
 from minikubelet.errors import MinikubeletError, NetworkError
 from minikubelet.events import EventRecorder
 from minikubelet.images.layers import LayerStore
@@ -147,9 +149,12 @@ class Daemon:
         self.zygote = Zygote(owner=owner_marker(s.run_dir))  # the mark reset finds pauses by
         self.runtime = LinuxRuntime(s.run_dir, s.log_dir, self.zygote, self.network, self.ipam)
         self.runtime.pause_bin = find_pause_binary()
+        self.runtime.cgroups = open_cgroups(s.cgroup_root, s.pod_pids_limit)
         self.events = EventRecorder(self.next_version)
         node_ip = host_ip(s.bridge)
         self.node = Node(s.node, s.data_dir, node_ip, on_labels_changed=lambda: self.manager.wake_all())
+        self.node.reserved = [parse_reserved("--system-reserved", s.system_reserved),
+                              parse_reserved("--kube-reserved", s.kube_reserved)]
         self.ctx = WorkerContext(self.runtime, self.events, NodeFacts(s.node, node_ip, self.node.admit),
                                  self.next_version, changed=self._changed, removed=self._removed)
         self.updates: asyncio.Queue[PodUpdate] = asyncio.Queue()
@@ -170,6 +175,8 @@ class Daemon:
                              defined=self.source.pod_by_key, next_version=self.next_version, token=access.token,
                              ssl_context=access.ssl_context,
                              probe_stats=self._probe_stats, probe_metrics=self.probes.metrics.render)
+        if self.runtime.cgroups is not None:  # kubectl top from the cgroups' counters (working set, cpu usage)
+            self.api.metrics.cgroup_usage = self.runtime.cgroups.usage_of_pid
 
     def _manifest_refused(self, path: str, message: str) -> None:
         """A refused manifest reaches kubectl users: a Warning event on the Node (describe node shows the file)."""
@@ -307,6 +314,8 @@ class Daemon:
         log.info("Stopping pods count=%d", count)
         await self.manager.reconcile_leftovers()
         await self.manager.shutdown(stop_pods=True)
+        if self.runtime.cgroups is not None and not await self.runtime.cgroups.remove_all():
+            log.warning("Some cgroups under root=%s are still busy; run reset again", s.cgroup_root)
         await self.network.remove_bridge()
         await self.network.close()
         for uid in list(self.ipam.leases()):

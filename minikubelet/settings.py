@@ -26,6 +26,10 @@ class Settings:
     given: frozenset[str] = frozenset()  # the flags of --bridge/--pod-cidr given on the command line
     kubeconfig_mode: int = 0o600  # --write-kubeconfig-mode (as k3s)
     kubeconfig_group: int | None = None  # --write-kubeconfig-group, as a gid (None: root's group)
+    cgroup_root: str = "/minikubelet"  # pods' cgroups: <cgroup-root>/kubepods/... on every hierarchy
+    pod_pids_limit: int = -1  # pids.max of every pod cgroup (the kubelet's podPidsLimit); -1: unlimited
+    system_reserved: str = ""  # --system-reserved cpu=500m,memory=1Gi: taken off the node's allocatable
+    kube_reserved: str = ""  # --kube-reserved, the same
 
     # images (issue 10): registries.yaml (optional), no fallback to the registry itself, image GC thresholds (%)
     registries: Path = Path("/etc/minikubelet/registries.yaml")
@@ -44,6 +48,7 @@ class Settings:
         for flag, value, default in (
             ("--manifests", self.manifests, d.manifests), ("--data-dir", self.data_dir, d.data_dir),
             ("--run-dir", self.run_dir, d.run_dir), ("--log-dir", self.log_dir, d.log_dir),
+            ("--cgroup-root", self.cgroup_root, d.cgroup_root),
         ):
             if value != default:
                 out += [flag, shlex.quote(str(value))]

@@ -68,9 +68,12 @@ def pss_kib(pid: int) -> int:
     return 0
 
 
-def httpd_pod(name: str, www: Path) -> str:
-    return pod_yaml(name, [{"name": "web", "image": "busybox",
+def httpd_pod(name: str, www: Path, resources: dict[str, Any] | None = None) -> str:
+    return pod_yaml(name, [{"name": "web", "image": "busybox", "resources": resources or {},
                             "command": [BUSYBOX, "httpd", "-f", "-p", "8080", "-h", str(www)]}])
+
+
+LIMITS = {"limits": {"cpu": "500m", "memory": "64Mi"}}
 
 
 class Bench(BenchDaemon):
@@ -90,9 +93,9 @@ class Bench(BenchDaemon):
         p = self.daemon.pod(name)
         return str(p["status"].get("podIP", "")) if p else ""
 
-    def start_one(self, name: str) -> float:
+    def start_one(self, name: str, resources: dict[str, Any] | None = None) -> float:
         t0 = time.perf_counter()
-        self.daemon.write(f"{name}.yaml", httpd_pod(name, self.www))
+        self.daemon.write(f"{name}.yaml", httpd_pod(name, self.www, resources))
         ip = poll(lambda: self.pod_ip(name), 10)
         poll(lambda: http_get(f"http://{ip}:8080/index.html", timeout=1) == "ok\n", 10)
         return (time.perf_counter() - t0) * 1000
@@ -125,6 +128,21 @@ class Bench(BenchDaemon):
                 print(f"{'ratio minikubelet/podman (median)':<44} {ratio:.3f}   target <= 0.3")
                 self.results["podman_start_ms"] = pm
                 self.results["start_ratio"] = ratio
+
+    def limits(self) -> None:
+        """Pod start with cpu+memory limits (Guaranteed: pod and container cgroups written) vs without, interleaved
+        in one run so both see the same machine."""
+        plain, limited = [], []
+        for i in range(self.runs):
+            for name, res, out in ((f"p{i}", None, plain), (f"l{i}", LIMITS, limited)):
+                out.append(self.start_one(name, res))
+                self.stop_one(name)
+                self.daemon.wait_gone(name)
+        a = report("pod start without limits", plain, "ms")
+        b = report("pod start with limits", limited, "ms")
+        delta = b["median"] - a["median"]
+        print(f"{'limits added (median delta)':<44} {delta:.2f} ms   target <= 5")
+        self.results.update(start_plain_ms=a, start_limits_ms=b, limits_delta_ms=delta)
 
     def overhead(self, count: int = 50) -> None:
         names = [f"o{i}" for i in range(count)]
@@ -268,7 +286,8 @@ def podman_start(runs: int, www: Path) -> list[float]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("what", nargs="?", default="all",
-                    choices=["all", "start", "stop", "overhead", "scale", "api", "probes", "soak", "unpack", "pull"])
+                    choices=["all", "start", "stop", "overhead", "scale", "api", "probes", "soak", "unpack", "pull",
+                             "limits"])
     ap.add_argument("--runs", type=int, default=None, help="repetitions (default 30; 10 for probes)")
     ap.add_argument("--vs-podman", action="store_true")
     ap.add_argument("--json", type=Path, help="also write the figures as JSON here")
@@ -293,6 +312,8 @@ def main() -> None:
                 b.scale()
             if args.what in ("all", "api"):
                 b.api()
+            if args.what in ("all", "limits"):
+                b.limits()
             results.update(b.results)
     if args.what in ("all", "probes"):  # its own daemon (a /22 pod CIDR for 500 pods): scripts/bench_probes.py
         from scripts.bench_probes import run

@@ -71,6 +71,7 @@ class DaemonHarness:
         self.cidr = cidr
         self.port = free_port()
         self.node_name = "node1"
+        self.cgroup_root = f"/mkt-{run_id[:8]}-{random.randrange(16**6):06x}"  # side-by-side daemons never share one
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = root / "daemon.log"
         self.manifests.mkdir(mode=0o755)
@@ -97,6 +98,8 @@ class DaemonHarness:
             "--listen",
             f"127.0.0.1:{self.port}",
             "--disable-default-registry-endpoint",  # tests never pull from beyond the machine
+            "--cgroup-root",
+            self.cgroup_root,
         ]
 
     # ----- process control ---------------------------------------------------------------------------------
@@ -245,6 +248,9 @@ class DaemonHarness:
         pods_dir = self.run_dir / "pods"
         if pods_dir.exists() and any(pods_dir.iterdir()):
             found.append(f"run state in {pods_dir}")
+        top = Path("/sys/fs/cgroup")
+        cgroups = [top / self.cgroup_root.lstrip("/"), *(d / self.cgroup_root.lstrip("/") for d in top.iterdir())]
+        found += [f"cgroup {d}" for d in cgroups if d.is_dir()]
         return found
 
 

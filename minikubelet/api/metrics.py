@@ -4,13 +4,17 @@ On a cluster metrics-server serves it from the kubelets' cAdvisor figures; here 
 from /proc (psutil): a container's usage is that of its main process and every descendant (CPU as a rate between
 two readings, memory as resident set size), the node's from the machine's counters. The first request after a
 while reads twice, ``FIRST_WINDOW`` apart; later ones use the reading before as the start of their window, as
-metrics-server does with its scrapes. Reading /proc happens in a worker thread, never on the event loop.
+metrics-server does with its scrapes. With cgroups (``Sampler.cgroup_usage``) a container's figures are its cgroup's
+(working set, cpu usage) and a first request takes the container's life so far as its window: no second reading.
+Reading /proc happens in a worker thread, never on the event loop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -81,14 +85,22 @@ class Sampler:
 
     def __init__(self) -> None:
         self._last: dict[Key, Reading] = {}
+        # the daemon's cgroup counters when it has cgroups: pid -> (cpu ns, working set bytes) of its container's
+        # cgroup, None when that process is in none of ours; then a first call needs no second reading
+        self.cgroup_usage: Callable[[int], tuple[int, int] | None] | None = None
 
     def usage(self, targets: dict[Key, tuple[int, int | None]]) -> dict[Key, tuple[float, int, float]]:
         """(CPU cores, memory bytes, window seconds) per target key; blocking: call it in a thread. The node is
         ``NODE_KEY``; a container whose process is gone is left out."""
         now = time.monotonic()
-        first = {k: self._read(k, pid, start) for k, (pid, start) in targets.items()
-                 if k not in self._last or not 0.2 <= now - self._last[k].at <= STALE}
-        if first:
+        fresh = [k for k in targets if k not in self._last or not 0.2 <= now - self._last[k].at <= STALE]
+        first: dict[Key, Reading | None] = {}
+        for k in fresh:
+            pid, start = targets[k]
+            first[k] = self._since_start(k, pid, start)
+        pending = {k: self._read(k, *targets[k]) for k in fresh if first[k] is None}
+        first.update(pending)
+        if pending:
             time.sleep(FIRST_WINDOW)
         out: dict[Key, tuple[float, int, float]] = {}
         for key, (pid, start) in targets.items():
@@ -104,9 +116,21 @@ class Sampler:
             del self._last[key]
         return out
 
-    @staticmethod
-    def _read(key: Key, pid: int, start: int | None) -> Reading | None:
-        return _node_reading() if key == NODE_KEY else _tree_reading(pid, start)
+    def _read(self, key: Key, pid: int, start: int | None) -> Reading | None:
+        if key == NODE_KEY:
+            return _node_reading()
+        if self.cgroup_usage is not None and (got := self.cgroup_usage(pid)) is not None:
+            return Reading(time.monotonic(), got[0] / 1e9, got[1])
+        return _tree_reading(pid, start)
+
+    def _since_start(self, key: Key, pid: int, start: int | None) -> Reading | None:
+        """With cgroups, a first window is the container's life so far: its cgroup counted from zero at its start."""
+        if key == NODE_KEY or self.cgroup_usage is None or start is None or self.cgroup_usage(pid) is None:
+            return None
+        age = time.clock_gettime(time.CLOCK_BOOTTIME) - start / os.sysconf("SC_CLK_TCK")
+        if age <= 0.05:
+            return None
+        return Reading(time.monotonic() - age, 0.0, 0)
 
 
 def _cpu(cores: float) -> str:

@@ -60,6 +60,22 @@ class Cgroups:
         """The cgroup.procs files a child writes its pid into before it execs."""
         return [str(d / "cgroup.procs") for d in self.dirs(path)]
 
+    def procs_files_of(self, pid: int) -> list[str]:
+        """The cgroup.procs files of the cgroups ``pid`` is in (an exec joins its container's), [] if it is gone."""
+        try:
+            lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
+        except OSError:
+            return []
+        out: list[str] = []
+        for line in lines:
+            _, ctrls, path = line.split(":", 2)
+            if self.mounts.unified is not None and ctrls == "":
+                out.append(str(self.mounts.unified / path.lstrip("/") / "cgroup.procs"))
+            for ctrl in ctrls.split(","):
+                if self.mounts.unified is None and ctrl in self.mounts.v1:
+                    out.append(str(self.mounts.v1[ctrl] / path.lstrip("/") / "cgroup.procs"))
+        return sorted(set(out))
+
     # -- make and limit ----------------------------------------------------------------------------------------
     def create(self, path: PurePosixPath) -> None:
         """mkdir -p on every hierarchy; on v2 enable cpu, memory and pids for the children at every level."""

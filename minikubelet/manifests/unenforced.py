@@ -16,8 +16,7 @@ _CONTAINER: dict[str, str] = {
     "stdin": "containers get no stdin yet (kubectl attach and run -it are not supported); use kubectl exec -it",
     "stdinOnce": "containers get no stdin yet",
     "tty": "containers get no terminal yet; use kubectl exec -it POD -- sh",
-    "resources": "there are no cgroup limits yet: the container may use any CPU and memory",
-    "resizePolicy": "there are no cgroup limits yet",
+    "resizePolicy": "resources are not resized in place: a changed limit applies when the container restarts",
 }
 _CONTAINER_SECURITY: dict[str, str] = {
     "privileged": "containers run as root with the daemon's capabilities either way",
@@ -48,7 +47,7 @@ _SPEC: dict[str, str] = {
     "preemptionPolicy": "there is no preemption on one node",
     "subdomain": "there is no cluster DNS",
     "topologySpreadConstraints": "there is no scheduler: the pod runs on this node",
-    "overhead": "there are no cgroup limits yet",
+    "overhead": "the pod overhead is not added to the pod's cgroup",
 }
 _METADATA: dict[str, str] = {
     "ownerReferences": "there is no garbage collector: the pod's file is its owner",

@@ -12,12 +12,15 @@ import os
 import platform
 import time
 from collections.abc import Callable
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import psutil
 
 from minikubelet import __version__
+from minikubelet.cgroups.admission import allocatable
+from minikubelet.cgroups.resources import milli, parse_quantity, whole
 from minikubelet.fileio import write_atomic
 from minikubelet.pod.spec import Pod
 from minikubelet.timefmt import rfc3339
@@ -69,6 +72,7 @@ class Node:
         self.labels.update(self._load())
         self.refused: Callable[[], dict[str, str]] | None = None  # manifest file -> why it was refused
         self.images: Callable[[], list[dict[str, Any]]] | None = None  # status.images (ImageManager.node_images)
+        self.reserved: list[dict[str, Fraction]] = []  # --system-reserved, --kube-reserved: off the allocatable
 
     def _load(self) -> dict[str, str]:
         try:
@@ -105,6 +109,15 @@ class Node:
             "0/1 nodes are available: 1 node(s) didn't match Pod's node affinity/selector "
             f"(missing {', '.join(missing)}).")
 
+    def _allocatable(self, capacity: dict[str, str]) -> dict[str, str]:
+        if not any(self.reserved):
+            return dict(capacity)
+        alloc = allocatable({k: parse_quantity(v) for k, v in capacity.items()}, *self.reserved)
+        out = dict(capacity)
+        out["cpu"] = f"{milli(alloc['cpu'])}m"
+        out["memory"] = f"{whole(alloc['memory']) // 1024}Ki"
+        return out
+
     def to_api(self) -> dict[str, Any]:
         mem = psutil.virtual_memory().total // 1024
         cpu = str(os.cpu_count() or 1)
@@ -123,7 +136,7 @@ class Node:
                          "annotations": annotations},
             "spec": {},
             "status": {
-                "capacity": resources, "allocatable": dict(resources),
+                "capacity": resources, "allocatable": self._allocatable(resources),
                 "conditions": [{"type": "Ready", "status": "True", "lastHeartbeatTime": now,
                                 "lastTransitionTime": since, "reason": "KubeletReady",
                                 "message": "minikubelet is posting ready status"}],

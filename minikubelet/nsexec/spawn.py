@@ -60,6 +60,23 @@ def _reset_signals() -> None:
     signal.pthread_sigmask(signal.SIG_SETMASK, set())
 
 
+def _join_cgroups(req: dict[str, Any]) -> None:
+    """Enter the container's cgroup (fds opened on the host before setns) and set oom_score_adj: before any exec."""
+    for fd in req.get("_cgroup_fds") or []:
+        try:
+            os.write(fd, b"0")
+        except OSError as e:
+            raise StartError(f"failed to join the container's cgroup: {e.strerror or e}") from e
+        os.close(fd)
+    adj = req.get("oom_score_adj")
+    if adj is not None:
+        try:
+            with open("/proc/self/oom_score_adj", "w") as f:
+                f.write(str(int(adj)))
+        except OSError:  # lowering it needs CAP_SYS_RESOURCE, which some hosts withhold: keep the inherited value
+            pass
+
+
 def _child(req: dict[str, Any], proc_fd: int, info_w: int, go_r: int, err_w: int) -> NoReturn:
     """The forked process inside the pod's PID namespace: set up, register with pause, exec."""
     try:
@@ -68,6 +85,7 @@ def _child(req: dict[str, Any], proc_fd: int, info_w: int, go_r: int, err_w: int
         os.close(info_w)
         os.read(go_r, 1)
         os.close(go_r)
+        _join_cgroups(req)
         _reset_signals()
         env: dict[str, str] = dict(req.get("env") or {})
         env.setdefault("PATH", DEFAULT_PATH)
@@ -127,6 +145,8 @@ def enter_and_fork(req: dict[str, Any], pidfd: int, nstypes: int) -> dict[str, A
     Returns ``{"pid": host pid, "start": start time}`` or raises StartError with the message of the failed step.
     """
     proc_fd = os.open("/proc", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)  # the host's, before any setns
+    cgroup_fds = [os.open(p, os.O_WRONLY | os.O_CLOEXEC) for p in req.get("cgroup_procs") or []]
+    req = dict(req, _cgroup_fds=cgroup_fds)
     _sys.setns(pidfd, nstypes)
     os.close(pidfd)
     info_r, info_w = os.pipe2(os.O_CLOEXEC)
@@ -142,7 +162,7 @@ def enter_and_fork(req: dict[str, Any], pidfd: int, nstypes: int) -> dict[str, A
                 _child(req, proc_fd, info_w, go_r, err_w)
         finally:
             os._exit(0)
-    for fd in (info_w, go_r, err_w):
+    for fd in (info_w, go_r, err_w, *cgroup_fds):
         os.close(fd)
     os.waitpid(middle, 0)
     raw = os.read(info_r, 64)

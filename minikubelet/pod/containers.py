@@ -207,7 +207,7 @@ class ContainerRunner:
         else:
             term = Termination(
                 status.exit_code,
-                "Completed" if status.exit_code == 0 else "Error",
+                "OOMKilled" if status.oom_killed else "Completed" if status.exit_code == 0 else "Error",
                 status.finished_at,
                 rec.started_at,
                 status.signal,

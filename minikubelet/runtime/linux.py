@@ -17,7 +17,9 @@ import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from minikubelet.cgroups.pods import PodCgroups
 from minikubelet.errors import ContainerStartError, NetworkError, SandboxError
 from minikubelet.network.bridge import BridgeNetwork
 from minikubelet.network.ipam import Ipam
@@ -44,6 +46,7 @@ class ExitStatus:
     exit_code: int
     signal: int
     finished_at: float
+    oom_killed: bool = False  # the OOM killer killed in the instance's cgroup (its counter, not the exit code)
 
 
 class LinuxRuntime:
@@ -55,6 +58,7 @@ class LinuxRuntime:
         self.network = network
         self.ipam = ipam
         self.arp = ArpCapacity()
+        self.cgroups: PodCgroups | None = None  # set by the daemon when the host has cgroups
 
     def pod_dir(self, uid: str) -> Path:
         return self.run_dir / "pods" / uid
@@ -131,6 +135,13 @@ class LinuxRuntime:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with contextlib.suppress(FileNotFoundError):
             (self.pod_dir(pod.uid) / "exits" / record).unlink()
+        placement: dict[str, Any] = {}
+        if self.cgroups is not None:
+            try:
+                where = self.cgroups.place(pod, record)
+            except OSError as e:
+                raise ContainerStartError(f"failed to create the container's cgroup: {e}", "StartError") from e
+            placement = {"cgroup_procs": where.procs_files, "oom_score_adj": where.oom_score_adj}
         reply = await self.zygote.request(
             "spawn",
             pause_pid=sandbox.pid,
@@ -143,6 +154,7 @@ class LinuxRuntime:
             uid=uid,
             gid=gid,
             log_path=str(log_path),
+            **placement,
         )
         return int(reply["pid"]), int(reply["start"])
 
@@ -158,8 +170,11 @@ class LinuxRuntime:
         """
         with contextlib.suppress(FileNotFoundError):
             (self.pod_dir(uid) / "exits" / record).unlink()
+        joins: dict[str, Any] = {}
+        if self.cgroups is not None:  # an exec'd command counts against its container's limits, as with runc
+            joins = {"cgroup_procs": self.cgroups.tree.procs_files_of(target_pid)}
         reply = await self.zygote.request(
-            "exec", fds=fds, target_pid=target_pid, target_start=target_start, pod_dir=str(self.pod_dir(uid)),
+            "exec", **joins, fds=fds, target_pid=target_pid, target_start=target_start, pod_dir=str(self.pod_dir(uid)),
             record=record, argv=argv, env=env, cwd=cwd, uid=user, gid=group, tty=tty,
         )
         return int(reply["pid"]), int(reply["start"])
@@ -242,11 +257,17 @@ class LinuxRuntime:
         while True:
             status = self.read_exit(uid, record)
             if status is not None:
-                return status
+                return await self._classify(uid, record, status)
             if time.monotonic() > deadline or sandbox is None or not is_alive(sandbox.pid, sandbox.start):
-                return self.read_exit(uid, record)
+                status = self.read_exit(uid, record)
+                return None if status is None else await self._classify(uid, record, status)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.05)
+
+    async def _classify(self, uid: str, record: str, status: ExitStatus) -> ExitStatus:
+        if self.cgroups is not None and await self.cgroups.finished(uid, record):
+            status.oom_killed = True
+        return status
 
     def kill_unrecorded_pause(self, uid: str, recorded: Sandbox | None) -> bool:
         """Kill the pause that ``<pod_dir>/sandbox`` names if it lives and is not the ``recorded`` sandbox: a previous
@@ -305,6 +326,8 @@ class LinuxRuntime:
         await self.release_network(uid, sandbox.veth if sandbox else "")
         if remove_state:
             shutil.rmtree(self.pod_dir(uid), ignore_errors=True)
+            if self.cgroups is not None:
+                await self.cgroups.remove_pod(uid)
 
     async def release_network(self, uid: str, veth: str = "") -> None:
         try:

@@ -127,6 +127,8 @@ def dir_flags(daemon: DaemonHarness) -> list[str]:
         str(daemon.run_dir),
         "--log-dir",
         str(daemon.log_dir),
+        "--cgroup-root",
+        daemon.cgroup_root,
     ]
 
 

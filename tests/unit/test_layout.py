@@ -28,7 +28,7 @@ ALLOWED: dict[str, set[str]] = {
     "manifests": {"errors", "fileio", "pod.spec", "images.reference", "cgroups"},
     "network": {"errors", "fileio"},
     "nsexec": set(),
-    "runtime": {"errors", "network", "pod.spec"},
+    "runtime": {"errors", "network", "pod.spec", "cgroups"},
     "probe": {"errors", "pod.spec", "pod.env"},
     "node": {"errors", "settings", "timefmt", "fileio", "pod.spec", "version", "images", "images.reference", "cgroups"},
     "images": {"errors", "fileio", "timefmt", "version", "images.reference"},
