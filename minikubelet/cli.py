@@ -1,4 +1,4 @@
-"""``minikubelet run|reset|kubeconfig``: map command-line flags to Settings and start the Daemon (uvicorn's main.py)."""
+"""``minikubelet run|reset|kubeconfig|get``: map flags to Settings and start the Daemon (uvicorn's main.py)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,13 @@ from pathlib import Path
 
 from minikubelet import __version__
 from minikubelet.errors import MinikubeletError
-from minikubelet.node.kubeconfig import is_loopback, kubeconfig_path
+from minikubelet.node.kubeconfig import (
+    is_loopback,
+    kubeconfig_path,
+    parse_group,
+    parse_mode,
+    write_user_kubeconfig,
+)
 from minikubelet.settings import Settings, parse_listen
 
 log = logging.getLogger("minikubelet")
@@ -36,6 +42,11 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="serve HTTPS with this PEM certificate (required when --listen is beyond loopback)")
     p.add_argument("--tls-key", type=Path, default=None, metavar="FILE", help="the PEM private key of --tls-cert")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    p.add_argument("--write-kubeconfig-mode", default="600", metavar="MODE",
+                   help="octal mode of <data-dir>/kubeconfig, as k3s (default: %(default)s; whoever can read it "
+                        "can use the API)")
+    p.add_argument("--write-kubeconfig-group", default=None, metavar="GROUP",
+                   help="group of <data-dir>/kubeconfig (with a mode such as 640: that group's users run kubectl)")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -51,7 +62,51 @@ def parser() -> argparse.ArgumentParser:
                     "flags are accepted and ignored."))
     kc = sub.add_parser("kubeconfig", help="print the path of the kubeconfig the daemon writes (use as KUBECONFIG)")
     kc.add_argument("--data-dir", type=Path, default=Settings().data_dir, metavar="DIR", help="default: %(default)s")
+    kc.add_argument("--user", default=None, metavar="NAME",
+                    help="write the kubeconfig into NAME's ~/.kube/config (merged, owned by NAME; run as root)")
+    get = sub.add_parser(
+        "get", help="print the daemon's pods, events or refused manifests (JSON, read with the API token)",
+        description="Read the daemon's debug endpoints /pods, /events or /manifests/errors with the bearer token in "
+                    "<data-dir>/token (every endpoint but /healthz needs it, loopback included).")
+    get.add_argument("what", choices=sorted(GET_PATHS), help="what to print")
+    get.add_argument("--data-dir", type=Path, default=Settings().data_dir, metavar="DIR", help="default: %(default)s")
+    get.add_argument("--listen", default="127.0.0.1:10250", metavar="HOST:PORT",
+                     help="the daemon's --listen (default: %(default)s)")
     return p
+
+
+GET_PATHS = {"pods": "/pods", "events": "/events", "manifest-errors": "/manifests/errors"}
+
+
+def get_command(args: argparse.Namespace) -> None:
+    """``minikubelet get``: one GET of a debug endpoint with the token, printed as indented JSON."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    token_path = args.data_dir.absolute() / "token"
+    try:
+        token = token_path.read_text().strip()
+    except OSError as e:
+        raise SystemExit(f"minikubelet: cannot read the API token {token_path}: {e.strerror or e} (the daemon "
+                         "writes it at start; give the daemon's --data-dir, and run as root)") from None
+    try:
+        host, port = parse_listen(args.listen)
+    except ValueError as e:
+        raise SystemExit(f"minikubelet: {e}") from None
+    host = "127.0.0.1" if host in ("0.0.0.0", "") else ("::1" if host == "::" else host)
+    url = f"http://{'[' + host + ']' if ':' in host else host}:{port}{GET_PATHS[args.what]}"
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(request, timeout=30) as r:
+            body = json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        raise SystemExit(f"minikubelet: {url} answered {e.code} {e.reason}") from None
+    except (OSError, ValueError) as e:
+        raise SystemExit(f"minikubelet: cannot read {url}: {e} (is the daemon running with --listen "
+                         f"{args.listen}?)") from None
+    print(json.dumps(body, indent=2))
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
@@ -75,6 +130,11 @@ def settings_from(args: argparse.Namespace) -> Settings:
         raise SystemExit(f"minikubelet: {e}") from None
     if (args.tls_cert is None) != (args.tls_key is None):
         raise SystemExit("minikubelet: give both --tls-cert and --tls-key, or neither")
+    try:
+        kubeconfig_mode = parse_mode(args.write_kubeconfig_mode)
+        kubeconfig_group = None if args.write_kubeconfig_group is None else parse_group(args.write_kubeconfig_group)
+    except ValueError as e:
+        raise SystemExit(f"minikubelet: {e}") from None
     if args.tls_cert is None and not is_loopback(host):
         raise SystemExit(f"minikubelet: --listen {args.listen} is beyond loopback: give --tls-cert and --tls-key "
                          "(HTTPS) so the API token never crosses the network in clear")
@@ -83,6 +143,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         listen_host=host, listen_port=port, rescan_interval=args.rescan_interval,
         tls_cert=args.tls_cert.absolute() if args.tls_cert else None,
         tls_key=args.tls_key.absolute() if args.tls_key else None,
+        kubeconfig_mode=kubeconfig_mode, kubeconfig_group=kubeconfig_group,
     )
 
 
@@ -93,11 +154,23 @@ def main(argv: list[str] | None = None) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    if args.command == "kubeconfig" and args.user is not None:
+        try:
+            target = write_user_kubeconfig(args.data_dir.absolute(), args.user)
+        except MinikubeletError as e:
+            raise SystemExit(f"minikubelet: {e}") from None
+        print(target)
+        print(f"minikubelet: {args.user} can now run kubectl (context minikubelet) with no KUBECONFIG",
+              file=sys.stderr)
+        return
     if args.command == "kubeconfig":
         path = kubeconfig_path(args.data_dir.absolute())
         print(path)
         if not path.exists():
             print(f"minikubelet: {path} does not exist yet; it is written when the daemon starts", file=sys.stderr)
+        return
+    if args.command == "get":
+        get_command(args)
         return
     if os.geteuid() != 0:
         raise SystemExit("minikubelet: needs root (it creates namespaces, veths and a bridge): run it with sudo")

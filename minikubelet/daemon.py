@@ -31,13 +31,14 @@ from minikubelet.network.record import (
     remove_network_file,
     write_network_file,
 )
-from minikubelet.node.kubeconfig import setup_access
+from minikubelet.node.kubeconfig import retry_kubeconfig, setup_access
 from minikubelet.node.node import Node
 from minikubelet.pod.context import NodeFacts
 from minikubelet.pod.manager import PodManager, run_dir_pods
 from minikubelet.pod.worker import PodWorker, WorkerContext
 from minikubelet.probe.manager import ProbeManager
 from minikubelet.runtime.linux import LinuxRuntime
+from minikubelet.runtime.owned import owner_marker
 from minikubelet.runtime.pausebin import find_pause_binary
 from minikubelet.runtime.zygote import Zygote
 from minikubelet.settings import Settings
@@ -84,10 +85,11 @@ class DaemonLock:
         except BlockingIOError:
             f.close()
             return False
-        f.seek(0)
-        f.truncate()
-        f.write(f"{os.getpid()}\n")
-        f.flush()
+        try:
+            os.ftruncate(f.fileno(), 0)
+            os.pwrite(f.fileno(), f"{os.getpid()}\n".encode(), 0)  # unbuffered: nothing left to fail at close
+        except OSError as e:  # the flock is the lock; the pid in it only names the holder (reset stops it by it)
+            log.warning("Could not write the daemon's pid into its lock file path=%s error=%s", self.path, e)
         self._file = f
         return True
 
@@ -137,7 +139,7 @@ class Daemon:
         self.ipam = Ipam(s.pod_cidr, s.data_dir / "ipam.json")
         self.network = BridgeNetwork(s.bridge, s.pod_cidr)
         await self.network.open()
-        self.zygote = Zygote()
+        self.zygote = Zygote(owner=owner_marker(s.run_dir))  # the mark reset finds pauses by
         self.runtime = LinuxRuntime(s.run_dir, s.log_dir, self.zygote, self.network, self.ipam)
         self.runtime.pause_bin = find_pause_binary()
         self.events = EventRecorder(self.next_version)
@@ -148,16 +150,24 @@ class Daemon:
         self.updates: asyncio.Queue[PodUpdate] = asyncio.Queue()
         self.source = FileSource(s.manifests, s.node, self.updates, rescan_interval=s.rescan_interval)
         self.manager = PodManager(self.ctx, self.updates)
+        self.source.on_refused = self._manifest_refused
+        self.node.refused = self.source.errors
         self.probes = ProbeManager()
         self.ctx.probes = self.probes
         if not serve:
             return
-        access = setup_access(s, node_ip)
+        access = self.access = setup_access(s, node_ip)
         self.api = ApiServer(s.listen_host, s.listen_port, self.manager.pods, lambda: self.version, self.events,
                              s.node, self.source.errors, node=self.node, store=ManifestStore(s.manifests),
                              defined=self.source.pod_by_key, next_version=self.next_version, token=access.token,
-                             loopback=access.loopback, ssl_context=access.ssl_context,
+                             ssl_context=access.ssl_context,
                              probe_stats=self._probe_stats, probe_metrics=self.probes.metrics.render)
+
+    def _manifest_refused(self, path: str, message: str) -> None:
+        """A refused manifest reaches kubectl users: a Warning event on the Node (describe node shows the file)."""
+        text = message if message.startswith(path) else f"{path}: {message}"
+        self.events.record_node(self.settings.node, "Warning", "FailedManifest", f"Manifest not applied: {text}")
+        self.node.version = self.next_version()
 
     def _probe_stats(self) -> dict[str, Any]:
         stats = getattr(self.probes, "stats", None)
@@ -232,12 +242,19 @@ class Daemon:
             await self.manager.reconcile_leftovers()
             manager_task = asyncio.create_task(self.manager.run(), name="pod manager")
             await self.api.start()
+            kubeconfig_task = None  # a full disk refused the kubeconfig: write it once it can be
+            if self.access.kubeconfig_pending is not None:
+                kubeconfig_task = asyncio.create_task(
+                    retry_kubeconfig(self.access.kubeconfig, self.access.kubeconfig_pending,
+                                     mode=s.kubeconfig_mode, gid=s.kubeconfig_group), name="kubeconfig")
             log.info("minikubelet is running node=%s manifests=%s bridge=%s podCIDR=%s", s.node, s.manifests,
                      s.bridge, s.pod_cidr)
             await self.stop_event.wait()
             log.info("Shutting down; pods keep running and will be re-adopted on the next start")
             manager_task.cancel()
-            await asyncio.gather(manager_task, return_exceptions=True)
+            if kubeconfig_task is not None:
+                kubeconfig_task.cancel()
+            await asyncio.gather(manager_task, *[kubeconfig_task] if kubeconfig_task else [], return_exceptions=True)
         finally:
             await self.shutdown(stop_pods=False)
 

@@ -31,15 +31,18 @@ class Event:
     last: float
     count: int
     resource_version: int
+    kind: str = "Pod"  # of the involved object: "Pod", or "Node" (pod_name/pod_uid are then the node's name)
 
     def to_api(self, node: str) -> dict[str, Any]:
         involved: dict[str, Any] = {
-            "kind": "Pod",
+            "kind": self.kind,
             "namespace": self.namespace,
             "name": self.pod_name,
             "uid": self.pod_uid,
             "apiVersion": "v1",
         }
+        if self.kind == "Node":  # as the kubelet: the event lives in "default", the node has no namespace
+            involved["namespace"] = ""
         if self.field_path:
             involved["fieldPath"] = self.field_path
         return {
@@ -47,7 +50,7 @@ class Event:
             "apiVersion": "v1",
             "metadata": {
                 "name": self.name,
-                "namespace": self.namespace,
+                "namespace": "default" if self.kind == "Node" else self.namespace,
                 "uid": self.name,
                 "resourceVersion": str(self.resource_version),
                 "creationTimestamp": rfc3339(self.first),
@@ -75,14 +78,17 @@ class EventRecorder:
         self._seq = itertools.count(1)
 
     def record(
-        self, namespace: str, pod_name: str, pod_uid: str, type_: str, reason: str, message: str, field_path: str = ""
+        self, namespace: str, pod_name: str, pod_uid: str, type_: str, reason: str, message: str, field_path: str = "",
+        *, kind: str = "Pod",
     ) -> None:
         now = time.time()
         key = (pod_uid, field_path, reason, message)
         level = logging.WARNING if type_ == "Warning" else logging.INFO
-        log.log(
-            level, "Event %s pod=%s/%s object=%s message=%r", reason, namespace, pod_name, field_path or "pod", message
-        )
+        if kind == "Node":
+            log.log(level, "Event %s node=%s message=%r", reason, pod_name, message)
+        else:
+            log.log(level, "Event %s pod=%s/%s object=%s message=%r", reason, namespace, pod_name,
+                    field_path or "pod", message)
         ev = self._index.get(key)
         if ev is not None and ev in self._events:
             ev.count += 1
@@ -105,9 +111,14 @@ class EventRecorder:
             now,
             1,
             self._next_version(),
+            kind,
         )
         self._events.append(ev)
         self._index[key] = ev
+
+    def record_node(self, node: str, type_: str, reason: str, message: str) -> None:
+        """An event about the Node itself (kubelet style: involvedObject uid = the node's name, namespace "default")."""
+        self.record("default", node, node, type_, reason, message, kind="Node")
 
     def list(self) -> list[Event]:
         return list(self._events)

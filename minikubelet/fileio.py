@@ -8,12 +8,15 @@ import tempfile
 from pathlib import Path
 
 
-def write_atomic(path: Path, data: bytes, mode: int) -> None:
-    """Temp file in the same directory, chmod, fsync, rename: readers see the old or the new file, never half."""
+def write_atomic(path: Path, data: bytes, mode: int, *, gid: int | None = None) -> None:
+    """Temp file in the same directory, chmod, fsync, rename: readers see the old or the new file, never half.
+    ``gid``: the file's group, set before the rename (so the mode never applies to another group)."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+            if gid is not None:
+                os.fchown(f.fileno(), -1, gid)
             os.fchmod(f.fileno(), mode)
             f.flush()
             os.fsync(f.fileno())

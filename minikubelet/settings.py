@@ -24,6 +24,8 @@ class Settings:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     given: frozenset[str] = frozenset()  # the flags of --bridge/--pod-cidr given on the command line
+    kubeconfig_mode: int = 0o600  # --write-kubeconfig-mode (as k3s)
+    kubeconfig_group: int | None = None  # --write-kubeconfig-group, as a gid (None: root's group)
 
     @property
     def node(self) -> str:

@@ -21,7 +21,8 @@
 
 MK_TOP="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
 MK_VENV="$MK_TOP/.venv"
-MK_APT_PACKAGES=(python3 iproute2 busybox-static procps tmux openssl gcc libc6-dev)
+MK_APT_PACKAGES=(python3 iproute2 busybox-static procps tmux openssl gcc libc6-dev docker-registry apache2-utils
+                 zstd mmdebstrap)
 
 mk_die() {
     echo "minikubelet setup: $*" >&2
@@ -147,6 +148,7 @@ mk_ensure_venv() {
 # mk_build_pause: compile minikubelet/nsexec/pause.c into $MK_VENV/libexec/minikubelet/pause when it is missing or
 # older than its source. Static when the C library allows it (no shared pages to fault in per pod), else dynamic.
 # Without a compiler the daemon uses the Python pause (about 1.3 MB per pod instead of about 0.1 MB).
+# The same build, with the same flags, is the wheel's (setup.py), so `pip install .` gets it too.
 mk_build_pause() {
     local src="$MK_TOP/minikubelet/nsexec/pause.c" out="$MK_VENV/libexec/minikubelet/pause" cc
     [ -x "$out" ] && [ ! "$src" -nt "$out" ] && return 0

@@ -6,7 +6,10 @@
   scale     250 manifests at once -> all answering HTTP; daemon RSS and idle CPU with them running
   api       with 250 pods: `kubectl get pod` wall time (beside `kubectl version --client`) and API list latency
   probes    500 pods with httpGet liveness probes (CPU, lateness); liveness failure -> pod serving again
+  unpack    the Debian nginx root layer into the layer store, beside GNU tar (scripts/bench_unpack.py)
   all       all of the above (default)
+  soak      30 min of churn (create, label, delete, probe failures, daemon SIGKILL + restart at random points),
+            then RSS, fds, pods, duplicates and leaks (``--minutes N`` to shorten; not part of ``all``)
 
 ``--vs-podman`` runs the same pod through ``podman kube play`` in the same run (start and overhead).
 Traffic goes only to loopback and to pod IPs on the benchmark's own bridge.
@@ -264,16 +267,22 @@ def podman_start(runs: int, www: Path) -> list[float]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("what", nargs="?", default="all",
-                    choices=["all", "start", "stop", "overhead", "scale", "api", "probes"])
+                    choices=["all", "start", "stop", "overhead", "scale", "api", "probes", "soak", "unpack"])
     ap.add_argument("--runs", type=int, default=None, help="repetitions (default 30; 10 for probes)")
     ap.add_argument("--vs-podman", action="store_true")
     ap.add_argument("--json", type=Path, help="also write the figures as JSON here")
+    ap.add_argument("--minutes", type=float, default=30, help="soak: how long to churn (default 30)")
+    ap.add_argument("--seed", type=int, default=None, help="soak: the random seed (printed; default random)")
     args = ap.parse_args()
     uname = os.uname()
     print(f"machine: {uname.sysname} {uname.release} {uname.machine}, {os.cpu_count()} CPUs, "
           f"Python {sys.version.split()[0]}")
     results: dict[str, Any] = {}
-    if args.what != "probes":
+    if args.what == "soak":  # its own daemon: scripts/bench_soak.py
+        from scripts.bench_soak import run as soak
+
+        results.update(soak(args.minutes, args.seed))
+    elif args.what not in ("probes", "unpack"):
         with Bench(args.runs or 30, args.vs_podman) as b:
             if args.what in ("all", "start", "stop"):
                 b.start_stop()
@@ -288,6 +297,10 @@ def main() -> None:
         from scripts.bench_probes import run
 
         results.update(run("probes", args.runs or 10))
+    if args.what in ("all", "unpack"):  # no daemon: the layer store alone
+        from scripts.bench_unpack import run as run_unpack
+
+        results.update(run_unpack("unpack", args.runs or 5))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 

@@ -32,8 +32,11 @@ TIME_SCALE = float(os.environ.get("MK_TEST_TIME_SCALE", "1"))
 _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
-def http_get(url: str, timeout: float = 2) -> str:
-    with _DIRECT.open(url, timeout=timeout) as r:
+def http_get(url: str, timeout: float = 2, token: str | None = None) -> str:
+    request = urllib.request.Request(url)
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    with _DIRECT.open(request, timeout=timeout) as r:
         return str(r.read().decode())
 
 
@@ -115,8 +118,15 @@ class DaemonHarness:
 
     # ----- API -----------------------------------------------------------------------------------------------
 
+    def token(self) -> str | None:
+        """The daemon's bearer token (every endpoint but /healthz needs it), once the daemon has made it."""
+        try:
+            return (self.data_dir / "token").read_text().strip()
+        except FileNotFoundError:
+            return None
+
     def get_text(self, path: str) -> str:
-        return http_get(f"http://127.0.0.1:{self.port}{path}", timeout=10)
+        return http_get(f"http://127.0.0.1:{self.port}{path}", timeout=10, token=self.token())
 
     def pods(self) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = json.loads(self.get_text("/pods"))["items"]

@@ -71,7 +71,7 @@ class ApiServer:
         self, host: str, port: int, pods: Callable[[], list[PodWorker]], version: Callable[[], int],
         events: EventRecorder, node_name: str, manifest_errors: Callable[[], dict[str, str]], *,
         node: Node, store: ManifestStore, defined: Callable[[str], Pod | None],
-        next_version: Callable[[], int], token: str | None = None, loopback: bool = True,
+        next_version: Callable[[], int], token: str | None = None,
         ssl_context: ssl.SSLContext | None = None, probe_stats: Callable[[], dict[str, Any]] | None = None,
         probe_metrics: Callable[[], str] | None = None,
     ) -> None:
@@ -96,7 +96,7 @@ class ApiServer:
         self._cache: dict[str, tuple[int, int, float, dict[str, Any]]] = {}
         self._runner: web.AppRunner | None = None
         self._listener: DualListener | None = None
-        self.app = web.Application(middlewares=[error_middleware, auth_middleware(token, loopback)],
+        self.app = web.Application(middlewares=[error_middleware, auth_middleware(token)],
                                    client_max_size=MAX_BODY)
         self.app.add_routes([
             web.get("/healthz", self.healthz), web.get("/healthz/ping", self.healthz),

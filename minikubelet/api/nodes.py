@@ -5,14 +5,16 @@ PATCH takes merge, strategic merge and JSON patches (the last against the node o
 
 from __future__ import annotations
 
+import errno
 import logging
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from minikubelet.api import jsonpatch, pollwatch
-from minikubelet.api.errors import ApiError, bad_request, invalid, not_found_error
+from minikubelet.api.errors import ApiError, bad_request, invalid, not_found_error, status
 from minikubelet.api.patch import PatchError, merge_patch, strategic_merge_patch
 from minikubelet.api.pods import (
     JSON_PATCH,
@@ -98,8 +100,24 @@ async def patch_node(server: ApiContext, request: web.Request) -> web.Response:
     if problems := validate_labels(labels, "metadata.labels"):
         raise invalid("Node", name, problems)
     if labels != server.node.labels:
-        server.node.set_labels(labels, server.bump_version())
+        try:
+            server.node.set_labels(labels, server.bump_version())
+        except OSError as e:  # nothing changed: the labels stay as they were, on disk and here
+            return labels_not_saved(server.node.path, e)
     return web.json_response(server.node.to_api())
+
+
+def labels_not_saved(path: Path, e: OSError) -> web.Response:
+    """507 when the disk is full (with Retry-After, so kubectl tries again for a while), 500 otherwise; either way a
+    Status that says what happened and what to do."""
+    log.error("Could not save the node labels path=%s error=%s", path, e.strerror or e)
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        response = status(507, "InsufficientStorage", f"cannot save the node's labels in {path}: the disk is full "
+                          f"({e.strerror}); nothing was changed: free space in {path.parent} and retry")
+        response.headers["Retry-After"] = "1"
+        return response
+    return status(500, "InternalError", f"cannot save the node's labels in {path}: {e.strerror or e}; nothing was "
+                  f"changed: check that {path.parent} is writable and retry")
 
 
 def _json_patched(node: dict[str, Any], patch: Any, name: str) -> Any:

@@ -42,6 +42,7 @@ from typing import Any
 
 import yaml
 
+from minikubelet.cgroups.resources import parse_resources
 from minikubelet.errors import ManifestError
 from minikubelet.manifests.schema import POD, TypeChecker
 from minikubelet.manifests.validation import fmt_value, invalid, required, validate_pod
@@ -277,6 +278,7 @@ def _pod_from_object(obj: Any, source: str, node_name: str, *, strict: bool) -> 
     apply_defaults(pod, node_name)
     problems += [p for p in validate_pod(pod) if not _under(p.split(": ", 1)[0], checker.bad_paths)]
     problems += _run_as_non_root_problems(pod["spec"])
+    problems += [p for p in _resources_problems(pod["spec"]) if not _under(p.split(": ", 1)[0], checker.bad_paths)]
     if problems:
         return None, problems
     return _build_pod(pod, source, node_name), []
@@ -311,6 +313,23 @@ def _run_as_non_root_problems(spec: dict[str, Any]) -> list[str]:
             if sc.get("runAsNonRoot") and not sc.get("runAsUser"):
                 path = f"spec.{field}[{i}].securityContext.runAsNonRoot"
                 problems.append(invalid(path, True, "the container would run as root (uid 0); set runAsUser"))
+    return problems
+
+
+def _resources_problems(spec: dict[str, Any]) -> list[str]:
+    """Bad quantities and requests above limits, each naming its field; defaults requests to limits in place."""
+    problems: list[str] = []
+    for field in ("initContainers", "containers"):
+        for i, c in enumerate(spec.get(field) or []):
+            if not isinstance(c, dict):
+                continue
+            raw = c.get("resources")
+            found = parse_resources(raw, f"spec.{field}[{i}].resources")[1]
+            problems += found
+            if not found and isinstance(raw, dict):
+                limits = raw.get("limits") or {}
+                if limits:
+                    raw["requests"] = {**limits, **(raw.get("requests") or {})}
     return problems
 
 
@@ -421,7 +440,14 @@ def _build_container(c: dict[str, Any], pod_sc: dict[str, Any]) -> Container:
         read_only_root_filesystem=bool(sc.get("readOnlyRootFilesystem")),
         capabilities_add=tuple(caps.get("add") or ()),
         capabilities_drop=tuple(caps.get("drop") or ()),
+        requests=_quantities(c, "requests"),
+        limits=_quantities(c, "limits"),
     )
+
+
+def _quantities(c: dict[str, Any], part: str) -> tuple[tuple[str, str], ...]:
+    section = (c.get("resources") or {}).get(part) or {}
+    return tuple(sorted((str(k), str(v)) for k, v in section.items()))
 
 
 def _build_env(var: dict[str, Any]) -> EnvVar:

@@ -13,6 +13,7 @@ import hashlib
 import logging
 import os
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -154,6 +155,8 @@ class FileSource:
         self._full = False  # a full rescan was requested (overflow, watch re-created, directory event)
         self._watcher: inotify.InotifyWatcher | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        # called (path, message) when a file is newly refused or its refusal changes (the daemon makes it an event)
+        self.on_refused: Callable[[str, str], None] | None = None
 
     async def start(self) -> None:
         """Create the directory if missing, watch it, queue the updates of a full scan, then keep watching."""
@@ -394,6 +397,8 @@ class FileSource:
         for path, message in errors.items():
             if self._errors.get(path) != message:
                 log.warning("Manifest not applied file=%s error=%s", path, message)
+                if self.on_refused is not None:
+                    self.on_refused(path, message)
         for path in self._errors.keys() - errors.keys():
             log.info("Manifest error cleared file=%s", path)
         changed = bool(updates) or errors != self._errors

@@ -13,6 +13,8 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from minikubelet.images import reference
+
 DNS1123_LABEL_FMT = "[a-z0-9]([-a-z0-9]*[a-z0-9])?"
 DNS1123_SUBDOMAIN_FMT = DNS1123_LABEL_FMT + "(\\." + DNS1123_LABEL_FMT + ")*"
 QUALIFIED_NAME_FMT = "([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]"
@@ -71,18 +73,24 @@ PROBE_HANDLERS = ("exec", "httpGet", "tcpSocket", "grpc")
 # --- field.Error formatting ---------------------------------------------------------------------------------------
 
 
+EXCERPT = 80  # characters of a refused value quoted in an error
+
+
 def fmt_value(value: Any) -> str:
-    """Render a value as Go's field.Error does: strings quoted, numbers and booleans bare."""
+    """Render a value as Go's field.Error does: strings quoted, numbers and booleans bare.
+
+    At most an 80-character excerpt: refused files are listed at /manifests/errors, in events and logs, and must
+    never be echoed whole (a symlink to a root-only file would leak it; issue 9, point 4)."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | float):
         return str(value)
     if value is None:
         return "null"
-    if isinstance(value, str) and len(value) > 100:
-        value = value[:97] + "..."
+    if isinstance(value, str) and len(value) > EXCERPT:
+        value = value[: EXCERPT - 3] + "..."
     text = json.dumps(value, ensure_ascii=False, default=str)
-    return text if len(text) <= 102 else text[:99] + "..."
+    return text if len(text) <= EXCERPT + 2 else text[: EXCERPT - 1] + "..."
 
 
 def invalid(path: str, value: Any, detail: str) -> str:
@@ -316,6 +324,17 @@ def _duplicate_container_names(spec: Mapping[str, Any]) -> list[str]:
     return errs
 
 
+def validate_image(image: str, path: str) -> list[str]:
+    """A reference the runtime can pull (the kubelet's InvalidImageName, caught before any traffic)."""
+    if image != image.strip():
+        return [invalid(path, image, "must not have leading or trailing whitespace")]
+    try:
+        reference.parse(image)
+    except reference.InvalidReference as e:
+        return [invalid(path, image, f"{e} (write a reference such as nginx:1.14 or registry.example:5000/app:v1)")]
+    return []
+
+
 def validate_container_list(containers: Sequence[Mapping[str, Any]], path: str, *, init: bool) -> list[str]:
     errs: list[str] = []
     for i, container in enumerate(containers):
@@ -327,6 +346,8 @@ def validate_container(c: Mapping[str, Any], path: str, *, init: bool = False) -
     errs = validate_dns1123_label(c.get("name", ""), f"{path}.name")
     if not c.get("image", "").strip():
         errs.append(required(f"{path}.image"))
+    else:
+        errs += validate_image(c["image"], f"{path}.image")
     errs += validate_one_of(c.get("imagePullPolicy"), f"{path}.imagePullPolicy", PULL_POLICIES)
     errs += validate_one_of(
         c.get("terminationMessagePolicy"), f"{path}.terminationMessagePolicy", TERMINATION_MESSAGE_POLICIES

@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 KUBELET_VERSION = "v1.37.1-minikubelet"
 MAX_PODS = 250
+REFUSED_ANNOTATION = "minikubelet.io/refused-manifests"
 _ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64", "armv7l": "arm",
          "armv6l": "arm", "i686": "386", "i386": "386", "ppc64le": "ppc64le", "s390x": "s390x",
          "riscv64": "riscv64"}
@@ -66,6 +67,7 @@ class Node:
         self.on_labels_changed = on_labels_changed
         self.labels = default_labels(name)
         self.labels.update(self._load())
+        self.refused: Callable[[], dict[str, str]] | None = None  # manifest file -> why it was refused
 
     def _load(self) -> dict[str, str]:
         try:
@@ -109,11 +111,15 @@ class Node:
         uname = platform.uname()
         now = rfc3339(time.time())
         since = rfc3339(self.created_at)
+        annotations = {"node.alpha.kubernetes.io/ttl": "0"}
+        refused = sorted(self.refused()) if self.refused is not None else []
+        if refused:  # kubectl describe node lists annotations: the refused files show there (events say why)
+            annotations[REFUSED_ANNOTATION] = ", ".join(refused)
         return {
             "kind": "Node", "apiVersion": "v1",
             "metadata": {"name": self.name, "uid": f"node-{self.name}", "resourceVersion": str(self.version),
                          "creationTimestamp": since, "labels": dict(sorted(self.labels.items())),
-                         "annotations": {"node.alpha.kubernetes.io/ttl": "0"}},
+                         "annotations": annotations},
             "spec": {},
             "status": {
                 "capacity": resources, "allocatable": dict(resources),

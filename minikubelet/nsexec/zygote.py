@@ -17,6 +17,8 @@ reply carries the connected socket as SCM_RIGHTS.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import gc
 import json
 import os
@@ -32,8 +34,15 @@ from minikubelet.nsexec.spawn import StartError, enter_and_fork, open_target
 MAX_MESSAGE = 1 << 20
 
 
+OWNER_ENV = "MINIKUBELET_OWNER"  # = runtime.zygote.OWNER_ENV: the daemon's run dir, in every pause's environ
+
+
 def op_sandbox(req: dict[str, Any]) -> dict[str, Any]:
-    """New NET, IPC, UTS and PID namespaces; hostname; loopback up; fork pause as PID 1."""
+    """New NET, IPC, UTS and PID namespaces; hostname; loopback up; fork pause as PID 1.
+
+    Every pause carries ``MINIKUBELET_OWNER=<run dir>`` in its environ (the kernel keeps it in /proc/PID/environ):
+    the Python pause inherits the zygote's, the compiled one gets it from execve. With it a restarted daemon or
+    ``reset`` finds a pause even when no trace could be written. Any failure after the fork kills and reaps it."""
     _sys.unshare(_sys.CLONE_NEWNET | _sys.CLONE_NEWIPC | _sys.CLONE_NEWUTS | _sys.CLONE_NEWPID)
     _sys.sethostname(req["hostname"])
     netconf.loopback_up()
@@ -45,25 +54,43 @@ def op_sandbox(req: dict[str, Any]) -> dict[str, Any]:
         if req.get("pause_bin"):  # the compiled pause (nsexec/pause.c): same contract, a tenth of the memory
             try:
                 os.set_inheritable(ready_w, True)
-                os.execv(req["pause_bin"], ["pause", req["pod_dir"], str(ready_w)])
+                env = {OWNER_ENV: os.environ[OWNER_ENV]} if OWNER_ENV in os.environ else {}
+                os.execve(req["pause_bin"], ["pause", req["pod_dir"], str(ready_w)], env)
             except OSError:
                 pass  # the Python pause below does the same job
         pause.run(req["pod_dir"], ready_w)
-    os.close(ready_w)
-    if os.read(ready_r, 1) != b"1":
-        raise StartError("the pause process died during start-up", "CreatePodSandboxError")
-    start = _sys.start_time(pid)
-    write_sandbox_trace(req["pod_dir"], pid, start)
+    try:
+        os.close(ready_w)
+        if os.read(ready_r, 1) != b"1":
+            raise StartError("the pause process died during start-up", "CreatePodSandboxError")
+        start = _sys.start_time(pid)
+        write_sandbox_trace(req["pod_dir"], pid, start)
+    except BaseException as e:
+        os.kill(pid, signal.SIGKILL)  # its PID namespace, and all in it, go with it
+        os.waitpid(pid, 0)
+        if isinstance(e, OSError):
+            raise StartError(f"the pod sandbox could not be recorded in {req['pod_dir']}: {e.strerror or e}"
+                             f"{disk_full_hint(e)}", "CreatePodSandboxError") from e
+        raise
     return {"pid": pid, "start": start}
+
+
+def disk_full_hint(e: OSError) -> str:
+    return " (the disk is full: free space there; the pod is retried)" if e.errno == errno.ENOSPC else ""
 
 
 def write_sandbox_trace(pod_dir: str, pid: int, start: int) -> None:
     """``<pod_dir>/sandbox``: "PID START" of the newest pause, written before the daemon hears of it. A daemon that
     dies before it records the sandbox leaves this trace, so the next daemon (or reset) can stop that pause."""
     tmp = f"{pod_dir}/.sandbox.tmp"
-    with open(tmp, "w") as f:
-        f.write(f"{pid} {start}\n")
-    os.replace(tmp, f"{pod_dir}/sandbox")
+    try:
+        with open(tmp, "w") as f:
+            f.write(f"{pid} {start}\n")
+        os.replace(tmp, f"{pod_dir}/sandbox")
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 def op_spawn(req: dict[str, Any]) -> dict[str, Any]:

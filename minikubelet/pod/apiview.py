@@ -9,6 +9,7 @@ import json
 import time
 from typing import Any
 
+from minikubelet.cgroups.resources import pod_qos
 from minikubelet.pod.context import NodeFacts
 from minikubelet.pod.state import PodState
 from minikubelet.pod.status import PodPhase, conditions
@@ -68,5 +69,5 @@ def pod_status(w: PodState, node: NodeFacts) -> dict[str, Any]:
     if inits:
         status["initContainerStatuses"] = inits
     status["containerStatuses"] = [w.records[c.name].to_api() for c in w.pod.spec.containers]
-    status["qosClass"] = "BestEffort"
+    status["qosClass"] = pod_qos(w.pod.spec).value
     return status

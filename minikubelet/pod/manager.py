@@ -50,6 +50,9 @@ class PodManager:
             sandbox = record.get("sandbox")
             runtime.kill_unrecorded_pause(d.name, Sandbox(**sandbox) if sandbox else None)
             self._records[d.name] = record
+        known = {(int(r["sandbox"]["pid"]), int(r["sandbox"]["start"])) for r in self._records.values()
+                 if isinstance(r.get("sandbox"), dict) and "pid" in r["sandbox"] and "start" in r["sandbox"]}
+        runtime.kill_unknown_pauses(known)
         if self._records:
             log.info("Found pods of a previous run count=%d", len(self._records))
 

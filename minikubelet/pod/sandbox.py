@@ -9,6 +9,7 @@ never the worker.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import shutil
 import time
@@ -26,6 +27,7 @@ log = logging.getLogger(__name__)
 
 SANDBOX_KEY = "\0sandbox"  # back-off keys beside the containers' names (which cannot hold a NUL)
 RECREATE_KEY = "\0recreate"
+MAX_CLEANUP_DELAY = 10.0  # seconds between attempts to finish removing a deleted pod
 
 
 class SandboxLifecycle:
@@ -177,7 +179,16 @@ class SandboxLifecycle:
         await self.containers.stop(grace, {})
         await self.hooks.settle()
         self.pause = None
-        await self.runtime.kill_sandbox(pod.uid, self.state.sandbox)
+        delay = 1.0
+        while True:  # until the lease and run state are gone: a full disk must not leave them to the next restart
+            try:
+                await self.runtime.kill_sandbox(pod.uid, self.state.sandbox)
+                break
+            except (MinikubeletError, OSError) as e:
+                log.error("Could not finish removing a deleted pod; retrying in %.0f s pod=%s uid=%s error=%s",
+                          delay, pod.key, pod.uid, e)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, MAX_CLEANUP_DELAY)
         self.state.sandbox = None
         shutil.rmtree(self.runtime.pod_log_dir(pod), ignore_errors=True)
         log.info("Pod terminated pod=%s uid=%s", pod.key, pod.uid)

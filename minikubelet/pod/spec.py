@@ -86,6 +86,9 @@ class Container:
     read_only_root_filesystem: bool = False
     capabilities_add: tuple[str, ...] = ()
     capabilities_drop: tuple[str, ...] = ()
+    # resources after the API server's defaulting (requests default to limits), quantities as written
+    requests: tuple[tuple[str, str], ...] = ()
+    limits: tuple[tuple[str, str], ...] = ()
 
     def probe(self, kind: ProbeKind) -> Probe | None:
         if kind is ProbeKind.LIVENESS:

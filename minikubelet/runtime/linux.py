@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import shutil
@@ -22,6 +23,7 @@ from minikubelet.network.bridge import BridgeNetwork
 from minikubelet.network.ipam import Ipam
 from minikubelet.network.neigh import ArpCapacity
 from minikubelet.pod.spec import Pod
+from minikubelet.runtime.owned import owned_pauses
 from minikubelet.runtime.proc import ProcessHandle, is_alive, open_pidfd
 from minikubelet.runtime.zygote import Zygote, close_fds
 
@@ -66,8 +68,12 @@ class LinuxRuntime:
     async def create_sandbox(self, pod: Pod) -> Sandbox:
         """Pause in new NET/IPC/UTS/PID namespaces, then veth + IP. On failure nothing is left behind."""
         pod_dir = self.pod_dir(pod.uid)
-        for sub in ("pids", "exits"):
-            (pod_dir / sub).mkdir(parents=True, exist_ok=True)
+        try:
+            for sub in ("pids", "exits"):
+                (pod_dir / sub).mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise SandboxError(f"failed to create the pod's run directory {pod_dir}: {e.strerror or e}"
+                               f"{disk_full_hint(e)}") from e
         try:
             reply = await self.zygote.request(
                 "sandbox", hostname=pod.hostname, pod_dir=str(pod_dir), pause_bin=self.pause_bin
@@ -265,6 +271,28 @@ class LinuxRuntime:
         log.warning("Killed a pod sandbox a previous daemon started but never recorded uid=%s pause_pid=%d", uid, pid)
         return True
 
+    def kill_unknown_pauses(self, known: set[tuple[int, int]]) -> int:
+        """Kill every pause this daemon's run dir marks (runtime.owned) that is not one of ``known`` (pid, start):
+        one whose start failed after the fork, or whose trace and record were never written (a full disk, a daemon
+        killed at the wrong moment). Its PID namespace, processes and veth go with it. Returns how many."""
+        killed = 0
+        for pid, start in owned_pauses(self.run_dir):
+            if (pid, start) in known:
+                continue
+            fd = open_pidfd(pid, start)
+            if fd is None:
+                continue
+            try:
+                signal.pidfd_send_signal(fd, signal.SIGKILL)
+            except ProcessLookupError:
+                continue
+            finally:
+                os.close(fd)
+            killed += 1
+            log.warning("Killed a pod sandbox this daemon's run dir marks but nothing records pause_pid=%d run=%s",
+                        pid, self.run_dir)
+        return killed
+
     async def kill_sandbox(self, uid: str, sandbox: Sandbox | None, *, remove_state: bool = True) -> None:
         """Stop pause (which SIGKILLs whatever is left in the pod's PID namespace), remove veth and lease."""
         if sandbox is not None:
@@ -284,6 +312,11 @@ class LinuxRuntime:
         except NetworkError as e:
             log.warning("Could not delete the pod's veth uid=%s error=%s", uid, e)
         self.ipam.release(uid)
+
+
+def disk_full_hint(e: OSError) -> str:
+    """What to do, for an error that says the disk is full."""
+    return " (the disk is full: free space there; the pod is retried)" if e.errno == errno.ENOSPC else ""
 
 
 def _kill_group(handle: ProcessHandle) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from minikubelet.errors import ContainerStartError
+from minikubelet.runtime.owned import OWNER_ENV
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,8 @@ def close_fds(fds: list[int]) -> None:
 class Zygote:
     """One zygote process per daemon. ``request()`` is safe to call concurrently; the zygote forks per request."""
 
-    def __init__(self) -> None:
+    def __init__(self, owner: str = "") -> None:
+        self.owner = owner  # the run dir every pause carries in its environ (runtime.owned), "" for none
         self._proc: asyncio.subprocess.Process | None = None
         self._sock: socket.socket | None = None
         self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
@@ -67,6 +69,7 @@ class Zygote:
             self._proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-I", "-S", "-c", BOOTSTRAP, PACKAGE_PARENT, str(theirs.fileno()), str(os.getpid()),
                 pass_fds=(theirs.fileno(),), stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
+                env=dict(os.environ, **{OWNER_ENV: self.owner}) if self.owner else None,
             )
         finally:
             theirs.close()

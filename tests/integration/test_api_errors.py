@@ -62,7 +62,7 @@ def test_error_paths_change_nothing(daemon: DaemonHarness) -> None:
     before = snapshot(daemon.manifests)
     assert list(before) == ["default_ok-pod.yaml"]
 
-    # access: the token is required everywhere but /healthz (and the loopback debug endpoints)
+    # access: the token is required everywhere but /healthz, loopback included
     assert_status(api.call("GET", pods, token=None), 401, "Unauthorized")
     assert_status(api.call("GET", pods, token="wrong"), 401, "Unauthorized")
     assert_status(api.call("POST", pods, json.dumps({**POD, "metadata": {"name": "x"}}).encode(), token=None),

@@ -25,21 +25,24 @@ ALLOWED: dict[str, set[str]] = {
     "events": {"timefmt"},
     "pod.spec": set(),
     "pod.env": {"pod.spec"},
-    "manifests": {"errors", "fileio", "pod.spec"},
+    "manifests": {"errors", "fileio", "pod.spec", "images.reference", "cgroups"},
     "network": {"errors", "fileio"},
     "nsexec": set(),
     "runtime": {"errors", "network", "pod.spec"},
     "probe": {"errors", "pod.spec", "pod.env"},
-    "node": {"errors", "settings", "timefmt", "fileio", "pod.spec", "version", "images"},
-    "images": {"errors", "fileio", "timefmt", "version"},
+    "node": {"errors", "settings", "timefmt", "fileio", "pod.spec", "version", "images", "images.reference",
+             "cgroups"},
+    "images": {"errors", "fileio", "timefmt", "version", "images.reference"},
+    "images.reference": set(),
     "pod": {"errors", "events", "timefmt", "fileio", "manifests", "runtime", "network", "probe", "pod.spec",
-            "pod.env", "images"},
+            "pod.env", "images", "images.reference", "cgroups"},
     "api": {"errors", "events", "timefmt", "fileio", "settings", "manifests", "runtime", "network", "probe", "node",
-            "pod", "pod.spec", "pod.env", "version", "images"},
+            "pod", "pod.spec", "pod.env", "version", "images", "images.reference"},
     "daemon": {"*"},
     "cli": {"*"},
     "__main__": {"*"},
     "version": set(),
+    "cgroups": {"errors", "pod.spec"},
 }
 
 
@@ -56,8 +59,8 @@ def room(module: str) -> str:
     parts = module.split(".")[1:]
     if not parts:
         return "version"
-    if parts[0] == "pod" and len(parts) > 1 and f"pod.{parts[1]}" in ALLOWED:
-        return f"pod.{parts[1]}"
+    if parts[0] in ("pod", "images") and len(parts) > 1 and f"{parts[0]}.{parts[1]}" in ALLOWED:
+        return f"{parts[0]}.{parts[1]}"
     return parts[0]
 
 

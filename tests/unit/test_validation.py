@@ -42,7 +42,7 @@ CASES: dict[str, Case] = {
     "pod-name-too-long": (
         v.validate_dns1123_subdomain,
         ("a" * 254, "metadata.name"),
-        [f'metadata.name: Invalid value: "{"a" * 97}...": must be no more than 253 characters'],
+        [f'metadata.name: Invalid value: "{"a" * 77}...": must be no more than 253 characters'],
     ),
     "pod-name-empty": (v.validate_dns1123_subdomain, ("", "metadata.name"), ["metadata.name: Required value"]),
     "container-name-bad": (
