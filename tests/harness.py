@@ -26,6 +26,8 @@ from typing import Any, Self
 REPO = Path(__file__).resolve().parents[1]
 MINIKUBELET = [sys.executable, "-m", "minikubelet"]
 BUSYBOX = shutil.which("busybox") or "/bin/busybox"
+# Every wait_for timeout is multiplied by this: scripts/vm-test's emulated guest (qemu TCG) runs about 5x slower.
+TIME_SCALE = float(os.environ.get("MK_TEST_TIME_SCALE", "1"))
 # Never through a proxy: tests talk only to loopback and to pod IPs they created.
 _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -181,7 +183,7 @@ class DaemonHarness:
 
     @staticmethod
     def wait_for(check: Callable[[], Any], timeout: float = 20, what: str = "condition", interval: float = 0.05) -> Any:
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + timeout * TIME_SCALE
         last_exc: BaseException | None = None
         while time.monotonic() < deadline:
             try:
@@ -194,7 +196,7 @@ class DaemonHarness:
                 last_exc = e
             time.sleep(interval)
         detail = f" ({last_exc!r})" if last_exc else ""
-        raise AssertionError(f"timed out after {timeout}s waiting for {what}{detail}")
+        raise AssertionError(f"timed out after {timeout * TIME_SCALE}s waiting for {what}{detail}")
 
     def wait_running(self, name: str, timeout: float = 20) -> dict[str, Any]:
         def check() -> dict[str, Any] | None:
