@@ -147,7 +147,7 @@ class Daemon:
         self.network = BridgeNetwork(s.bridge, s.pod_cidr)
         await self.network.open()
         self.zygote = Zygote(owner=owner_marker(s.run_dir))  # the mark reset finds pauses by
-        self.runtime = LinuxRuntime(s.run_dir, s.log_dir, self.zygote, self.network, self.ipam)
+        self.runtime = LinuxRuntime(s.run_dir, s.log_dir, self.zygote, self.network, self.ipam, s.data_dir)
         self.runtime.pause_bin = find_pause_binary()
         self.runtime.cgroups = open_cgroups(s.cgroup_root, s.pod_pids_limit)
         self.events = EventRecorder(self.next_version)

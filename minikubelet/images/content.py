@@ -77,7 +77,8 @@ class ImagePullError(Exception):
     ErrImagePull, ImagePullBackOff, ErrImageNeverPull or InvalidImageName; ``message`` is the waiting message.
     """
 
-    def __init__(self, reason: str, message: str) -> None:
+    def __init__(self, reason: str, message: str, retry_in: float = 1.0) -> None:
         super().__init__(message)
         self.reason = reason
         self.message = message
+        self.retry_in = retry_in  # seconds until trying again is worth it (the rest of a back-off period)

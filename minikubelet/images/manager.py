@@ -117,7 +117,7 @@ class ImageManager:
         bad = invalid_image_message(image)
         if bad is not None:
             event("Warning", "InspectFailed", bad)
-            raise ImagePullError("InvalidImageName", bad)
+            raise ImagePullError("InvalidImageName", bad, retry_in=10.0)
         ref = parse(image)
         spec = _container_manifest(pod, container.name)
         policy = spec.get("imagePullPolicy") or default_pull_policy(image)
@@ -128,12 +128,13 @@ class ImageManager:
         if policy == "Never":
             msg = f'Container image "{image}" is not present with pull policy of Never'
             event("Warning", "ErrImageNeverPull", msg)
-            raise ImagePullError("ErrImageNeverPull", msg)
+            raise ImagePullError("ErrImageNeverPull", msg, retry_in=10.0)
         key = f"{pod.uid}_{image}"
         back = self._backoff.get(key)
         if back is not None and self._clock() < back.until:
             event("Normal", "BackOff", f'Back-off pulling image "{image}"')
-            raise ImagePullError("ImagePullBackOff", f'Back-off pulling image "{image}": ErrImagePull: {back.error}')
+            raise ImagePullError("ImagePullBackOff", f'Back-off pulling image "{image}": ErrImagePull: {back.error}',
+                                 retry_in=max(back.until - self._clock(), 0.1))
         secrets = [s.get("name", "") for s in (pod.manifest.get("spec") or {}).get("imagePullSecrets") or []]
         if secrets:
             event(

@@ -10,12 +10,25 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
 import signal
 import time
+from pathlib import Path
+from typing import Any
 
-from minikubelet.errors import ContainerStartError
-from minikubelet.pod.context import NodeFacts, Prober, WorkerHooks
+from minikubelet.errors import ContainerStartError, MinikubeletError
+from minikubelet.images.content import ImagePullError, ResolvedImage
+from minikubelet.pod.context import ImageProvider, NodeFacts, Prober, WorkerHooks
 from minikubelet.pod.env import build_argv, build_env
+from minikubelet.pod.process import process_of
+from minikubelet.pod.rootfs import (
+    NODE_FILESYSTEM,
+    data_pod_dir,
+    instance_dirs,
+    rootfs_request,
+    uses_node_filesystem,
+    write_pod_files,
+)
 from minikubelet.pod.spec import Container, RestartPolicy
 from minikubelet.pod.state import PodState
 from minikubelet.pod.status import ContainerRecord, State, Termination, container_id, should_restart
@@ -27,18 +40,24 @@ log = logging.getLogger(__name__)
 
 MIN_GRACE_SECONDS = 2  # the kubelet's minimumGracePeriodInSeconds between the stop signal and SIGKILL
 READINESS_RETRIGGER_SECONDS = 1.0  # trigger_readiness: the second immediate readiness probe after a start
+BACKOFF_ON_PREPARE = 10.0  # a container that could not be created from its spec and image is tried again after this
+IMAGE_RETRY_SECONDS = 10.0
 
 
 class ContainerRunner:
     def __init__(
-        self, state: PodState, runtime: LinuxRuntime, node: NodeFacts, probes: Prober | None, hooks: WorkerHooks
+        self, state: PodState, runtime: LinuxRuntime, node: NodeFacts, probes: Prober | None, hooks: WorkerHooks,
+        images: ImageProvider | None = None,
     ) -> None:
         self.state = state
         self.runtime = runtime
         self.node = node
         self.probes = probes
         self.hooks = hooks
+        self.images = images
         self.handles: dict[str, ProcessHandle] = {}  # container name -> its running process
+        self._pulls: dict[str, asyncio.Task[None]] = {}  # container name -> its image's pull, while it runs
+        self._images: dict[str, ResolvedImage] = {}  # container name -> its image, ready for the next start
 
     # ----- decisions -----------------------------------------------------------------------------------------
 
@@ -48,7 +67,10 @@ class ContainerRunner:
             rec = self.state.records[c.name]
             if rec.succeeded():
                 continue
-            if rec.state is State.RUNNING:
+            if rec.state is State.RUNNING or c.name in self._pulls:
+                return False
+            if c.name in self._images:
+                await self._start(c, rec)
                 return False
             if rec.instances and not self._restart_allowed(c, rec):
                 return False
@@ -58,10 +80,13 @@ class ContainerRunner:
 
     async def sync_container(self, c: Container) -> None:
         rec = self.state.records[c.name]
-        if rec.state is State.RUNNING:
+        if rec.state is State.RUNNING or c.name in self._pulls:
+            return
+        if c.name in self._images:  # its image became ready: the start the restart policy allowed goes on
+            await self._start(c, rec)
             return
         if rec.instances == 0:
-            if rec.reason != "CreateContainerConfigError":
+            if rec.reason != "CreateContainerConfigError" or not uses_node_filesystem(self.state.pod):
                 await self._start(c, rec)
             return
         if self._restart_allowed(c, rec):
@@ -111,20 +136,47 @@ class ContainerRunner:
         sandbox = self.state.sandbox
         assert sandbox is not None
         pod = self.state.pod
-        if not c.command and not c.args:  # until images land, the node is an image without ENTRYPOINT or CMD
+        image: ResolvedImage | None = None
+        if not uses_node_filesystem(pod):
+            image = self._image_for(c, rec)
+            if image is None:
+                return  # being pulled (or backing off): the pull's end wakes the worker
+        elif not c.command and not c.args:
             rec.state, rec.reason = State.WAITING, "CreateContainerConfigError"
             rec.message = (
-                f'container "{c.name}" has no command: minikubelet does not run images yet, so set '
-                f"spec.containers[].command (or args) to a program on the node (the image {c.image!r} is recorded)"
+                f'container "{c.name}" has no command: the pod is annotated {NODE_FILESYSTEM}="true", so it runs '
+                f"programs of the node, not its image {c.image!r}: set spec.containers[].command (or args), or "
+                "remove the annotation to run the image"
             )
             self.hooks.event("Warning", "Failed", f"Error: {rec.message}", c.name)
             self.hooks.changed()
             return
         instance = rec.instances
-        env = build_env(pod, c, sandbox.ip, self.node.name, self.node.host_ip)
-        argv = build_argv(c, env)
+        rootfs: dict[str, Any] | None = None
+        if image is None:
+            env = build_env(pod, c, sandbox.ip, self.node.name, self.node.host_ip)
+            argv = build_argv(c, env)
+            cwd = c.working_dir
+        else:
+            own = build_env(pod, c, sandbox.ip, self.node.name, self.node.host_ip, defaults=False)
+            proc = process_of(c, image.content.config, pod.hostname, own)
+            argv, env, cwd = proc.argv, proc.env, proc.cwd
+            try:
+                rootfs = await self._prepare_rootfs(c, instance, image, proc.image_user)
+            except (OSError, MinikubeletError) as e:
+                self._config_error(c, rec, "CreateContainerError", f"failed to prepare the container's root "
+                                   f"filesystem: {e}")
+                self.hooks.wake_in(BACKOFF_ON_PREPARE)
+                return
+            rec.image_id = image.image_id
+            rec.image_env = list(image.content.config.env)
+            if not argv:
+                self._config_error(c, rec, "CreateContainerError", "failed to generate container spec: no command "
+                                   "specified")
+                return
         record = f"{c.name}.{instance}"
         log_path = self.runtime.container_log(pod, c.name, instance)
+        before = (rec.restart_count, rec.container_id, rec.terminated, rec.last_terminated)
         if rec.state is State.TERMINATED:
             rec.last_terminated = rec.terminated
         rec.terminated = None
@@ -134,9 +186,15 @@ class ContainerRunner:
         now = time.time()
         try:
             pid, start = await self.runtime.start_process(
-                pod, sandbox, record, argv, env, c.working_dir, c.run_as_user, c.run_as_group, log_path
+                pod, sandbox, record, argv, env, cwd, c.run_as_user, c.run_as_group, log_path, rootfs=rootfs
             )
         except ContainerStartError as e:
+            if e.reason == "CreateContainerConfigError":  # runAsNonRoot and the image's user: nothing was started
+                rec.instances = instance
+                rec.restart_count, rec.container_id, rec.terminated, rec.last_terminated = before
+                self._config_error(c, rec, e.reason, str(e))
+                self.hooks.wake_in(BACKOFF_ON_PREPARE)
+                return
             rec.state = State.TERMINATED
             rec.terminated = Termination(
                 128, "StartError", time.time(), now, message=str(e), container_id=rec.container_id
@@ -161,6 +219,99 @@ class ContainerRunner:
         self.hooks.persist()
         self.hooks.changed()
         self.trigger_readiness(c, rec)
+
+    def _config_error(self, c: Container, rec: ContainerRecord, reason: str, message: str) -> None:
+        """A container that cannot be created from its spec and image: waiting with the kubelet's reason."""
+        changed = rec.reason != reason or rec.message != message
+        if rec.state is State.TERMINATED:
+            rec.last_terminated, rec.terminated = rec.terminated, None
+        rec.state, rec.reason, rec.message = State.WAITING, reason, message
+        if changed:
+            self.hooks.event("Warning", "Failed", f"Error: {message}", c.name)
+            log.warning("Container cannot be created pod=%s container=%s reason=%s error=%s", self.state.pod.key,
+                        c.name, reason, message)
+        self.hooks.persist()
+        self.hooks.changed()
+
+    # ----- images --------------------------------------------------------------------------------------------
+
+    def _image_for(self, c: Container, rec: ContainerRecord) -> ResolvedImage | None:
+        """The container's image if ready now; else start (or keep) its pull in a task of its own and return None.
+
+        The pull runs beside the worker so that deletion, probes and other containers never wait for it; its end
+        wakes the worker, which then starts the container."""
+        ready = self._images.pop(c.name, None)
+        if ready is not None:
+            return ready
+        if c.name in self._pulls:
+            return None
+        if self.images is None:
+            self._config_error(c, rec, "ErrImagePull", "this node has no image service")
+            return None
+        self._pulls[c.name] = asyncio.get_running_loop().create_task(self._pull(c), name=f"image {c.image}")
+        return None
+
+    async def _pull(self, c: Container) -> None:
+        assert self.images is not None
+        pod = self.state.pod
+        rec = self.state.records[c.name]
+        try:
+            self._images[c.name] = await self.images.ensure(
+                pod, c, lambda type_, reason, message: self.hooks.event(type_, reason, message, c.name)
+            )
+        except ImagePullError as e:
+            if rec.state is not State.RUNNING:
+                if rec.state is State.TERMINATED:
+                    rec.last_terminated, rec.terminated = rec.terminated, None
+                rec.state, rec.reason, rec.message = State.WAITING, e.reason, e.message
+                self.hooks.persist()
+                self.hooks.changed()
+            self.hooks.wake_in(e.retry_in)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # never let a pull's surprise kill the pod: show it and retry
+            log.exception("Image pull failed unexpectedly pod=%s container=%s image=%s", pod.key, c.name, c.image)
+            rec.state, rec.reason, rec.message = State.WAITING, "ErrImagePull", str(e) or repr(e)
+            self.hooks.changed()
+            self.hooks.wake_in(IMAGE_RETRY_SECONDS)
+        finally:
+            self._pulls.pop(c.name, None)
+        self.hooks.wake()
+
+    async def _prepare_rootfs(
+        self, c: Container, instance: int, image: ResolvedImage, image_user: str
+    ) -> dict[str, Any]:
+        pod = self.state.pod
+        sandbox = self.state.sandbox
+        assert sandbox is not None
+        run_pod_dir = self.runtime.pod_dir(pod.uid)
+        data_dir = self.runtime.data_dir
+        files = await asyncio.to_thread(write_pod_files, run_pod_dir, pod, sandbox.ip)
+        dirs = await asyncio.to_thread(instance_dirs, data_dir, pod.uid, c.name, instance)
+        shm, binds = await self._volumes(c)
+        return rootfs_request(pod, c, image.lowerdirs, dirs, files, binds, shm, image_user)
+
+    async def _volumes(self, c: Container) -> tuple[Path | None, list[dict[str, Any]]]:
+        """The pod's shared /dev/shm and this container's volume binds (none until volumes land)."""
+        return None, []
+
+    async def release_files(self) -> None:
+        """A deleted pod's writable layers and volumes (``<data-dir>/pods/<uid>``), after its processes are gone."""
+        top = data_pod_dir(self.runtime.data_dir, self.state.pod.uid)
+        if top.exists():
+            await asyncio.to_thread(shutil.rmtree, top, True)
+
+    def in_use_images(self) -> set[str]:
+        return {r.image_id for r in self.state.records.values() if r.image_id}
+
+    async def cancel_pulls(self) -> None:
+        """Stop waiting for pulls (the pulls themselves go on for other pods: they are shared and shielded)."""
+        tasks = list(self._pulls.values())
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._pulls.clear()
+        self._images.clear()
 
     def trigger_readiness(self, c: Container, rec: ContainerRecord) -> None:
         """A started, running container that is not ready yet gets its readiness probe now and once more a second

@@ -41,8 +41,12 @@ def field_value(pod: Pod, path: str, pod_ip: str, node_name: str, host_ip: str) 
     return ""
 
 
-def build_env(pod: Pod, container: Container, pod_ip: str, node_name: str, host_ip: str) -> dict[str, str]:
-    env: dict[str, str] = {"PATH": DEFAULT_PATH, "HOSTNAME": pod.hostname}
+def build_env(
+    pod: Pod, container: Container, pod_ip: str, node_name: str, host_ip: str, defaults: bool = True
+) -> dict[str, str]:
+    """The container's ``env`` resolved; with ``defaults`` over PATH and HOSTNAME (a node-filesystem container's
+    whole environment), without them only its own entries (merged over an image's Env by pod/process.py)."""
+    env: dict[str, str] = {"PATH": DEFAULT_PATH, "HOSTNAME": pod.hostname} if defaults else {}
     for var in container.env:
         if var.field_path is not None:
             env[var.name] = field_value(pod, var.field_path, pod_ip, node_name, host_ip)

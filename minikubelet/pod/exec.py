@@ -10,8 +10,10 @@ import itertools
 from pathlib import Path
 
 from minikubelet.errors import MinikubeletError
+from minikubelet.images.content import ImageConfig
 from minikubelet.pod.context import NodeFacts
 from minikubelet.pod.env import build_env
+from minikubelet.pod.process import env_of
 from minikubelet.pod.spec import Container
 from minikubelet.pod.state import PodState
 from minikubelet.pod.status import ContainerRecord, State
@@ -30,7 +32,11 @@ def _target(
         raise MinikubeletError(f'container "{container}" not found in pod "{w.pod.name}"')
     if rec.state is not State.RUNNING or rec.pid is None or rec.start is None or w.sandbox is None:
         raise MinikubeletError(f'container "{container}" in pod "{w.pod.name}" is not running')
-    env = build_env(w.pod, spec, w.sandbox.ip, node.name, node.host_ip)
+    if rec.image_id:  # on an image: its Env under the container's, as the container's own process has
+        own = build_env(w.pod, spec, w.sandbox.ip, node.name, node.host_ip, defaults=False)
+        env = env_of(w.pod.hostname, ImageConfig(env=tuple(rec.image_env)), own)
+    else:
+        env = build_env(w.pod, spec, w.sandbox.ip, node.name, node.host_ip)
     return rec, spec, rec.pid, rec.start, env
 
 

@@ -190,6 +190,7 @@ class SandboxLifecycle:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, MAX_CLEANUP_DELAY)
         self.state.sandbox = None
+        await self.containers.release_files()
         shutil.rmtree(self.runtime.pod_log_dir(pod), ignore_errors=True)
         log.info("Pod terminated pod=%s uid=%s", pod.key, pod.uid)
         self.hooks.changed()

@@ -71,6 +71,8 @@ class ContainerRecord:
     last_terminated: Termination | None = None
     ready: bool = False
     started: bool = False
+    image_id: str = ""  # repo@sha256:... of the image the newest instance runs ("" on the node's filesystem)
+    image_env: list[str] = field(default_factory=list)  # the image's Env, for exec'd commands
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -104,7 +106,7 @@ class ContainerRecord:
             "ready": self.succeeded() if self.init else self.ready,
             "restartCount": self.restart_count,
             "image": self.image,
-            "imageID": "",
+            "imageID": self.image_id,
             "started": self.started if not self.init else self.state is State.RUNNING,
         }
         if self.container_id:

@@ -57,7 +57,7 @@ class PodWorker:
         self.ctx = ctx
         self.runtime = ctx.runtime
         self.state = PodState.new(pod, ctx.next_version())
-        self.containers = ContainerRunner(self.state, ctx.runtime, ctx.node, ctx.probes, self)
+        self.containers = ContainerRunner(self.state, ctx.runtime, ctx.node, ctx.probes, self, ctx.images)
         self.lifecycle = SandboxLifecycle(self.state, ctx.runtime, self.containers, self)
         self._adopting = saved is not None  # a previous daemon's pod: follow its processes when the task starts
         if saved is not None:  # its state is loaded now, so the API never shows a re-adopted pod as new
@@ -125,10 +125,13 @@ class PodWorker:
                     break
                 await self._sleep()
             assert self.state.terminating is not None
+            await self.containers.cancel_pulls()
             await self.lifecycle.terminate(self.state.terminating.grace)
         finally:
             if self.ctx.probes is not None:
                 self.ctx.probes.remove_pod(self.pod.uid)
+            if self.ctx.images is not None:
+                self.ctx.images.in_use(self.pod.uid, set())
             if self.state.terminating is not None:
                 self.state.terminating.done.set()
             self.done.set()
@@ -161,6 +164,8 @@ class PodWorker:
             return
         for c in st.pod.spec.containers:
             await self.containers.sync_container(c)
+        if self.ctx.images is not None:
+            self.ctx.images.in_use(st.pod.uid, self.containers.in_use_images())
         self.lifecycle.finish_if_done()
 
     def _adopt(self) -> None:

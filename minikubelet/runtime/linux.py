@@ -50,9 +50,13 @@ class ExitStatus:
 
 
 class LinuxRuntime:
-    def __init__(self, run_dir: Path, log_dir: Path, zygote: Zygote, network: BridgeNetwork, ipam: Ipam) -> None:
+    def __init__(
+        self, run_dir: Path, log_dir: Path, zygote: Zygote, network: BridgeNetwork, ipam: Ipam,
+        data_dir: Path | None = None,
+    ) -> None:
         self.run_dir = run_dir
         self.log_dir = log_dir
+        self.data_dir = data_dir or run_dir  # <data-dir>/pods/<uid>/: overlay upper dirs and emptyDir volumes
         self.zygote = zygote
         self.pause_bin: str | None = None  # the compiled pause to exec (runtime.pausebin); None: the Python one
         self.network = network
@@ -130,8 +134,11 @@ class LinuxRuntime:
         uid: int | None,
         gid: int | None,
         log_path: Path,
+        rootfs: dict[str, Any] | None = None,
     ) -> tuple[int, int]:
-        """Start a container's main process; returns (host pid, start time). Raises ContainerStartError."""
+        """Start a container's main process; returns (host pid, start time). Raises ContainerStartError.
+
+        ``rootfs`` (pod/rootfs.py) runs it on its image's root filesystem; without it, on the node's."""
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with contextlib.suppress(FileNotFoundError):
             (self.pod_dir(pod.uid) / "exits" / record).unlink()
@@ -142,6 +149,8 @@ class LinuxRuntime:
             except OSError as e:
                 raise ContainerStartError(f"failed to create the container's cgroup: {e}", "StartError") from e
             placement = {"cgroup_procs": where.procs_files, "oom_score_adj": where.oom_score_adj}
+        if rootfs is not None:
+            placement["rootfs"] = rootfs
         reply = await self.zygote.request(
             "spawn",
             pause_pid=sandbox.pid,
