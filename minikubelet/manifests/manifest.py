@@ -45,6 +45,7 @@ import yaml
 from minikubelet.cgroups.resources import parse_resources
 from minikubelet.errors import ManifestError
 from minikubelet.manifests.schema import POD, TypeChecker
+from minikubelet.manifests.unenforced import NODE_FILESYSTEM
 from minikubelet.manifests.validation import fmt_value, invalid, required, validate_pod
 from minikubelet.pod.spec import Container, ContainerPort, EnvVar, HTTPHeader, Pod, PodSpec, Probe, RestartPolicy
 
@@ -299,7 +300,9 @@ def _pod_from_object(obj: Any, source: str, node_name: str, *, strict: bool) -> 
     problems += checker.problems
     apply_defaults(pod, node_name)
     problems += [p for p in validate_pod(pod) if not _under(p.split(": ", 1)[0], checker.bad_paths)]
-    problems += _run_as_non_root_problems(pod["spec"])
+    annotations = (pod.get("metadata") or {}).get("annotations") or {}
+    if str(annotations.get(NODE_FILESYSTEM, "")).lower() == "true":  # no image to tell the user: refuse root now
+        problems += _run_as_non_root_problems(pod["spec"])
     problems += [p for p in _resources_problems(pod["spec"]) if not _under(p.split(": ", 1)[0], checker.bad_paths)]
     if problems:
         return None, problems
@@ -326,7 +329,8 @@ def _kind_problems(obj: dict[str, Any]) -> list[str]:
 
 
 def _run_as_non_root_problems(spec: dict[str, Any]) -> list[str]:
-    """Processes run as the daemon's user (root) unless runAsUser says otherwise: refuse a root pod marked non-root."""
+    """On the node's filesystem processes run as the daemon's user (root) unless runAsUser says otherwise: refuse a
+    root pod marked non-root. On an image the container start checks the image's user (the kubelet's rule)."""
     pod_sc = spec.get("securityContext") or {}
     problems = []
     for field in ("initContainers", "containers"):

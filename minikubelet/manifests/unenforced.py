@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+NODE_FILESYSTEM = "minikubelet.io/node-filesystem"  # = pod/rootfs.py NODE_FILESYSTEM (manifests never import pod)
 REASON = "FieldNotEnforced"
 _NOTE = "is accepted but not enforced by this node (minikubelet)"
 
@@ -21,7 +22,6 @@ _CONTAINER: dict[str, str] = {
 _CONTAINER_SECURITY: dict[str, str] = {
     "privileged": "containers run as root with the daemon's capabilities either way",
     "allowPrivilegeEscalation": "no_new_privs is not set yet",
-    "readOnlyRootFilesystem": "the container's root filesystem is writable",
     "capabilities": "capabilities are not added or dropped yet",
     "procMount": "/proc is the pod's own either way",
     "seccompProfile": "no seccomp filter is loaded",
@@ -82,6 +82,9 @@ def unenforced(manifest: dict[str, Any]) -> list[str]:
     spec = manifest.get("spec")
     if not isinstance(spec, dict):
         return out
+    meta = manifest.get("metadata")
+    annotations = meta.get("annotations") if isinstance(meta, dict) else None
+    node_fs = isinstance(annotations, dict) and str(annotations.get(NODE_FILESYSTEM, "")).lower() == "true"
     _check(spec, _SPEC, "spec.", out)
     _check(spec.get("securityContext"), _POD_SECURITY, "spec.securityContext.", out)
     for group in ("initContainers", "containers"):
@@ -91,7 +94,11 @@ def unenforced(manifest: dict[str, Any]) -> list[str]:
                 continue
             where = f"spec.{group}[{i}]."
             _check(c, _CONTAINER, where, out)
-            _check(c.get("securityContext"), _CONTAINER_SECURITY, where + "securityContext.", out)
+            sc = c.get("securityContext")
+            _check(sc, _CONTAINER_SECURITY, where + "securityContext.", out)
+            if node_fs and isinstance(sc, dict) and sc.get("readOnlyRootFilesystem"):
+                out.append(f"{where}securityContext.readOnlyRootFilesystem {_NOTE}: the pod runs on the node's "
+                           f"filesystem ({NODE_FILESYSTEM}), whose root stays writable")
     return out
 
 
