@@ -44,6 +44,18 @@ BACKOFF_ON_PREPARE = 10.0  # a container that could not be created from its spec
 IMAGE_RETRY_SECONDS = 10.0
 
 
+def stop_signal(name: str | None) -> signal.Signals:
+    """An image's StopSignal (``SIGQUIT``, ``QUIT`` or a number) as containerd reads it; SIGTERM when unset or bad."""
+    if not name:
+        return signal.SIGTERM
+    text = name.strip().upper()
+    try:
+        return signal.Signals(int(text)) if text.isdigit() else signal.Signals[text if text.startswith("SIG") else
+                                                                               "SIG" + text]
+    except (KeyError, ValueError):
+        return signal.SIGTERM
+
+
 class ContainerRunner:
     def __init__(
         self, state: PodState, runtime: LinuxRuntime, node: NodeFacts, probes: Prober | None, hooks: WorkerHooks,
@@ -58,6 +70,7 @@ class ContainerRunner:
         self.handles: dict[str, ProcessHandle] = {}  # container name -> its running process
         self._pulls: dict[str, asyncio.Task[None]] = {}  # container name -> its image's pull, while it runs
         self._images: dict[str, ResolvedImage] = {}  # container name -> its image, ready for the next start
+        self._stop_signals: dict[str, signal.Signals] = {}  # the image's StopSignal (nginx: SIGQUIT), else SIGTERM
 
     # ----- decisions -----------------------------------------------------------------------------------------
 
@@ -169,6 +182,7 @@ class ContainerRunner:
                 self.hooks.wake_in(BACKOFF_ON_PREPARE)
                 return
             rec.image_id = image.image_id
+            self._stop_signals[c.name] = stop_signal(image.content.config.stop_signal)
             rec.image_env = list(image.content.config.env)
             if not argv:
                 self._config_error(c, rec, "CreateContainerError", "failed to generate container spec: no command "
@@ -386,7 +400,7 @@ class ContainerRunner:
         running = {n: h for n, h in self.handles.items() if not h.exited}
         for name, handle in running.items():
             self.hooks.event("Normal", "Killing", messages.get(name) or f"Stopping container {name}", name)
-            handle.send(signal.SIGTERM)
+            handle.send(self._stop_signals.get(name, signal.SIGTERM))
         if not running:
             return
         await asyncio.gather(*(h.wait(grace) for h in running.values()))
