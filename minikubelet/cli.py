@@ -61,6 +61,8 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="pods' cgroups go under PATH/kubepods on every hierarchy (default: %(default)s)")
     p.add_argument("--pod-pids-limit", type=int, default=d.pod_pids_limit, metavar="N",
                    help="most processes per pod (the kubelet's podPidsLimit; default: %(default)s, unlimited)")
+    p.add_argument("--max-pods", type=int, default=d.max_pods, metavar="N",
+                   help="pods this node admits at once, as the kubelet's flag (default: %(default)s)")
     for flag in ("--system-reserved", "--kube-reserved"):
         p.add_argument(flag, default="", metavar="cpu=Q,memory=Q",
                        help="taken off the node's allocatable, as the kubelet's flag (e.g. cpu=500m,memory=1Gi)")
@@ -175,13 +177,16 @@ def settings_from(args: argparse.Namespace) -> Settings:
     if args.pod_pids_limit == 0 or args.pod_pids_limit < -1:
         raise SystemExit(f"minikubelet: --pod-pids-limit {args.pod_pids_limit}: give a positive number, or -1 for "
                          "unlimited")
+    if args.max_pods < 1:
+        raise SystemExit(f"minikubelet: --max-pods {args.max_pods}: give a positive number (the kubelet's default is "
+                         "110)")
     for flag, value in (("--system-reserved", args.system_reserved), ("--kube-reserved", args.kube_reserved)):
         try:
             parse_reserved(flag, value)
         except ValueError as e:
             raise SystemExit(f"minikubelet: {e}") from None
     dirs = {**dirs, "cgroup_root": root, "pod_pids_limit": args.pod_pids_limit,
-            "system_reserved": args.system_reserved, "kube_reserved": args.kube_reserved}
+            "system_reserved": args.system_reserved, "kube_reserved": args.kube_reserved, "max_pods": args.max_pods}
     if args.command == "reset":  # reset serves no API: --listen and TLS are ignored, not checked
         return Settings(**dirs, node_name=args.node_name, bridge=bridge, pod_cidr=cidr, given=given)
     try:

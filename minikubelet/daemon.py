@@ -42,6 +42,7 @@ from minikubelet.node.kubeconfig import retry_kubeconfig, setup_access
 from minikubelet.node.node import Node
 from minikubelet.pod.context import NodeFacts
 from minikubelet.pod.manager import PodManager, run_dir_pods
+from minikubelet.pod.spec import Pod
 from minikubelet.pod.worker import PodWorker, WorkerContext
 from minikubelet.probe.manager import ProbeManager
 from minikubelet.runtime.linux import LinuxRuntime
@@ -153,9 +154,11 @@ class Daemon:
         self.events = EventRecorder(self.next_version)
         node_ip = host_ip(s.bridge)
         self.node = Node(s.node, s.data_dir, node_ip, on_labels_changed=lambda: self.manager.wake_all())
+        self.node.max_pods = s.max_pods
         self.node.reserved = [parse_reserved("--system-reserved", s.system_reserved),
                               parse_reserved("--kube-reserved", s.kube_reserved)]
-        self.ctx = WorkerContext(self.runtime, self.events, NodeFacts(s.node, node_ip, self.node.admit),
+        self.ctx = WorkerContext(self.runtime, self.events, NodeFacts(s.node, node_ip, self.node.admit,
+                                                                     self._admit_resources),
                                  self.next_version, changed=self._changed, removed=self._removed)
         self.updates: asyncio.Queue[PodUpdate] = asyncio.Queue()
         self.source = FileSource(s.manifests, s.node, self.updates, rescan_interval=s.rescan_interval)
@@ -188,6 +191,12 @@ class Daemon:
     def _probe_stats(self) -> dict[str, Any]:
         stats = getattr(self.probes, "stats", None)
         return dict(stats()) if callable(stats) else {}
+
+    def _admit_resources(self, pod: Pod) -> tuple[bool, str, str]:
+        """Resource admission of ``pod`` against the pods admitted before it that have not finished."""
+        others = [w.pod for w in self.manager.pods() if w.state.admitted and w.state.rejected is None
+                  and not w.state.terminal and w.pod.uid != pod.uid]
+        return self.node.admit_resources(pod, others)
 
     def _changed(self, worker: PodWorker | None) -> None:
         api: ApiServer | None = getattr(self, "api", None)  # reset builds no API

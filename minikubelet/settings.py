@@ -30,6 +30,7 @@ class Settings:
     pod_pids_limit: int = -1  # pids.max of every pod cgroup (the kubelet's podPidsLimit); -1: unlimited
     system_reserved: str = ""  # --system-reserved cpu=500m,memory=1Gi: taken off the node's allocatable
     kube_reserved: str = ""  # --kube-reserved, the same
+    max_pods: int = 110  # --max-pods, the kubelet's default
 
     # images (issue 10): registries.yaml (optional), no fallback to the registry itself, image GC thresholds (%)
     registries: Path = Path("/etc/minikubelet/registries.yaml")

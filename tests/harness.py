@@ -102,6 +102,8 @@ class DaemonHarness:
             "--disable-default-registry-endpoint",  # tests never pull from beyond the machine
             "--cgroup-root",
             self.cgroup_root,
+            "--max-pods",  # scale tests run hundreds of pods; the kubelet's 110 is tested with its own flag
+            "1000",
         ]
 
     # ----- process control ---------------------------------------------------------------------------------

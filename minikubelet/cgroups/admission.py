@@ -1,8 +1,8 @@
 """Node allocatable and the kubelet's resource admission (``pkg/kubelet/lifecycle/predicate.go``), pure.
 
 allocatable = capacity - system-reserved - kube-reserved; a pod whose requests (the init-container max rule) do not
-fit what the admitted pods leave is refused with reason ``OutOf<resource>`` and the kubelet's message. Not yet called
-by the pod worker: a refused pod must end Failed (not Pending), which the worker does not model yet.
+fit what the admitted pods leave is refused with reason ``OutOf<resource>`` and the kubelet's message; the pod worker
+then ends the pod Failed with that reason (node/node.py ``admit_resources``, pod/worker.py).
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from typing import Any
 import psutil
 
 from minikubelet import __version__
-from minikubelet.cgroups.admission import allocatable
+from minikubelet.cgroups.admission import admit, allocatable
 from minikubelet.cgroups.resources import milli, parse_quantity, whole
 from minikubelet.fileio import write_atomic
 from minikubelet.pod.spec import Pod
@@ -28,7 +28,7 @@ from minikubelet.timefmt import rfc3339
 log = logging.getLogger(__name__)
 
 KUBELET_VERSION = "v1.37.1-minikubelet"
-MAX_PODS = 250
+MAX_PODS = 110  # the kubelet's --max-pods default; --max-pods changes it
 REFUSED_ANNOTATION = "minikubelet.io/refused-manifests"
 _ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64", "armv7l": "arm",
          "armv6l": "arm", "i686": "386", "i386": "386", "ppc64le": "ppc64le", "s390x": "s390x",
@@ -73,6 +73,8 @@ class Node:
         self.refused: Callable[[], dict[str, str]] | None = None  # manifest file -> why it was refused
         self.images: Callable[[], list[dict[str, Any]]] | None = None  # status.images (ImageManager.node_images)
         self.reserved: list[dict[str, Fraction]] = []  # --system-reserved, --kube-reserved: off the allocatable
+        self.max_pods = MAX_PODS
+        self.data_dir = data_dir
 
     def _load(self) -> dict[str, str]:
         try:
@@ -109,6 +111,22 @@ class Node:
             "0/1 nodes are available: 1 node(s) didn't match Pod's node affinity/selector "
             f"(missing {', '.join(missing)}).")
 
+    def capacity(self) -> dict[str, str]:
+        """cpu, memory, pods and ephemeral-storage (the data dir's filesystem) of this machine."""
+        mem = psutil.virtual_memory().total // 1024
+        try:
+            st = os.statvfs(self.data_dir)
+            storage = f"{st.f_blocks * st.f_frsize // 1024}Ki"
+        except OSError:
+            storage = "0"
+        return {"cpu": str(os.cpu_count() or 1), "memory": f"{mem}Ki", "pods": str(self.max_pods),
+                "ephemeral-storage": storage}
+
+    def admit_resources(self, pod: Pod, others: list[Pod]) -> tuple[bool, str, str]:
+        """The kubelet's resource admission against the allocatable and the admitted, unfinished ``others``."""
+        alloc = allocatable({k: parse_quantity(v) for k, v in self.capacity().items()}, *self.reserved)
+        return admit(pod, others, alloc)
+
     def _allocatable(self, capacity: dict[str, str]) -> dict[str, str]:
         if not any(self.reserved):
             return dict(capacity)
@@ -119,9 +137,7 @@ class Node:
         return out
 
     def to_api(self) -> dict[str, Any]:
-        mem = psutil.virtual_memory().total // 1024
-        cpu = str(os.cpu_count() or 1)
-        resources = {"cpu": cpu, "memory": f"{mem}Ki", "pods": str(MAX_PODS), "ephemeral-storage": "0"}
+        resources = self.capacity()
         uname = platform.uname()
         now = rfc3339(time.time())
         since = rfc3339(self.created_at)

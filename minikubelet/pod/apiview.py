@@ -65,6 +65,10 @@ def pod_status(w: PodState, node: NodeFacts) -> dict[str, Any]:
     )
     if not admitted:
         return status
+    if w.rejected is not None:  # as the kubelet's rejectPod: phase, reason and message, no container statuses
+        status["reason"], status["message"] = w.rejected
+        status["qosClass"] = pod_qos(w.pod.spec).value
+        return status
     status["hostIP"] = node.host_ip
     status["hostIPs"] = [{"ip": node.host_ip}]
     if w.sandbox is not None and w.sandbox.ip:

@@ -26,6 +26,7 @@ class NodeFacts:
     name: str
     host_ip: str
     admit: Callable[[Pod], tuple[bool, str, str]] = _admit_all
+    admit_resources: Callable[[Pod], tuple[bool, str, str]] = _admit_all  # requests against what is left
 
 
 class Prober(Protocol):

@@ -40,6 +40,7 @@ class PodState:
     start_time: float | None = None
     terminal: bool = False  # Succeeded or Failed: nothing runs or restarts any more
     admitted: bool = False  # the nodeSelector matched once (a running pod is never evicted by a label change)
+    rejected: tuple[str, str] | None = None  # (reason, message) of a failed resource admission: the pod is Failed
     terminating: Terminating | None = None
     conditions: PodConditions = field(default_factory=PodConditions)
     backoff: Backoff = field(default_factory=Backoff)
@@ -59,6 +60,8 @@ class PodState:
         return cls(pod, version, records)
 
     def phase(self) -> PodPhase:
+        if self.rejected is not None:
+            return PodPhase.FAILED
         return compute_phase(self.pod, self.records)
 
     def app_container(self, name: str) -> Container | None:

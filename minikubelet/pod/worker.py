@@ -153,6 +153,13 @@ class PodWorker:
                 log.info("Pod waits for a matching node pod=%s message=%r", st.pod.key, message)
                 return
             st.admitted = True
+            ok, reason, message = self.ctx.node.admit_resources(st.pod)
+            if not ok:  # the kubelet's admission failure: the pod ends Failed, it never waits for room
+                st.rejected, st.terminal = (reason, f"Pod was rejected: {message}"), True
+                log.warning("Pod rejected at admission pod=%s reason=%s message=%r", st.pod.key, reason, message)
+                self.event("Warning", reason, message)
+                self.changed()
+                return
             self.changed()
         if st.start_time is None:
             st.start_time = time.time()
