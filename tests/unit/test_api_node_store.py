@@ -40,7 +40,7 @@ def test_node_labels_admission_and_persistence(tmp_path: Path) -> None:
     api = again.to_api()
     assert api["status"]["nodeInfo"]["kubeletVersion"] == "v1.37.1-minikubelet"
     assert api["status"]["addresses"][0] == {"type": "InternalIP", "address": "192.0.2.2"}
-    assert api["status"]["capacity"]["pods"] == "250"
+    assert api["status"]["capacity"]["pods"] == "110"
 
 
 def test_store_create_replace_remove(tmp_path: Path) -> None:
