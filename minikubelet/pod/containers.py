@@ -105,6 +105,9 @@ class ContainerRunner:
         if self._restart_allowed(c, rec):
             await self._start(c, rec)
 
+    def _specs(self) -> tuple[Container, ...]:
+        return (*self.state.pod.spec.init_containers, *self.state.pod.spec.containers)
+
     def anything_running(self) -> bool:
         return bool(self.handles) or any(r.state is State.RUNNING for r in self.state.records.values())
 
@@ -378,6 +381,10 @@ class ContainerRunner:
                 status.signal,
                 container_id=rec.container_id,
             )
+        if term.reason == "OOMKilled":
+            limit = dict(next((c.limits for c in self._specs() if c.name == name), ())).get("memory", "")
+            self.hooks.event("Warning", "OOMKilled", f"Container {name} was killed by the kernel's OOM killer: it used "
+                             f"more memory than its limit{f' ({limit})' if limit else ''}", name)
         rec.state, rec.terminated, rec.pid, rec.start = State.TERMINATED, term, None, None
         rec.ready = False
         rec.started = False

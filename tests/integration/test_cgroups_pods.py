@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.harness import DaemonHarness, pod_yaml, wait_pod
+from tests.harness import DaemonHarness, events_of, pod_yaml, wait_pod
 from tests.integration.test_kubectl import Kubectl
 
 pytestmark = [pytest.mark.root, pytest.mark.cgroups]
@@ -56,6 +56,8 @@ def test_memory_limit_oom_killed_137_and_restarted(daemon: DaemonHarness) -> Non
     last = pod["status"]["containerStatuses"][0]["lastState"]["terminated"]
     assert (last["reason"], last["exitCode"]) == ("OOMKilled", 137)
     assert pod["status"]["qosClass"] == "Burstable"
+    oom = [e for e in events_of(daemon, "hog") if e["reason"] == "OOMKilled"]
+    assert oom and oom[0]["type"] == "Warning" and "(32Mi)" in oom[0]["message"]
 
 
 def test_qos_class_oom_score_adj_and_limits_in_place(daemon: DaemonHarness) -> None:
