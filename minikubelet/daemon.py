@@ -20,7 +20,7 @@ import psutil
 from minikubelet.api.app import ApiServer
 from minikubelet.cgroups.admission import parse_reserved
 from minikubelet.cgroups.pods import open_cgroups
-from minikubelet.errors import MinikubeletError, NetworkError
+from minikubelet.errors import MinikubeletError, NetworkError, VolumeError
 from minikubelet.events import EventRecorder
 from minikubelet.images.layers import LayerStore
 from minikubelet.images.manager import ImageManager
@@ -43,6 +43,7 @@ from minikubelet.node.node import Node
 from minikubelet.pod.context import NodeFacts
 from minikubelet.pod.manager import PodManager, run_dir_pods
 from minikubelet.pod.spec import Pod
+from minikubelet.pod.volumes import reset_host_mounts
 from minikubelet.pod.worker import PodWorker, WorkerContext
 from minikubelet.probe.manager import ProbeManager
 from minikubelet.runtime.linux import LinuxRuntime
@@ -299,7 +300,8 @@ class Daemon:
         self.lock.release()
 
     async def reset(self) -> None:
-        """Stop every pod of this daemon and remove what it created: processes, veths, bridge, leases, run state."""
+        """Stop every pod of this daemon and remove what it created: processes, veths, bridge, leases, host mounts
+        under the pods' directories, <data-dir>/pods/, run state."""
         install_child_watcher()
         if not self.lock.acquire():
             pid = self.lock.holder()
@@ -323,6 +325,11 @@ class Daemon:
         log.info("Stopping pods count=%d", count)
         await self.manager.reconcile_leftovers()
         await self.manager.shutdown(stop_pods=True)
+        try:  # tmpfs of emptyDir Memory volumes and pods' shm (via the zygote), then <data-dir>/pods/
+            await reset_host_mounts(self.runtime, s.data_dir, s.run_dir)
+        except VolumeError as e:
+            log.warning("%s; run reset again", e)
+        await self.zygote.stop()
         if self.runtime.cgroups is not None and not await self.runtime.cgroups.remove_all():
             log.warning("Some cgroups under root=%s are still busy; run reset again", s.cgroup_root)
         await self.network.remove_bridge()

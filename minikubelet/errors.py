@@ -31,3 +31,18 @@ class ContainerStartError(MinikubeletError):
 
 class NetworkError(MinikubeletError):
     """Pod network set-up or tear-down failed."""
+
+
+class VolumeError(MinikubeletError):
+    """Setting up (or tearing down) a pod volume on the host failed; the pod worker retries.
+
+    ``volume`` names the volume ("" for the pod's shm or a whole pod directory); ``setup_failed()`` is the kubelet's
+    FailedMount event message."""
+
+    def __init__(self, message: str, volume: str = "") -> None:
+        self.message = message
+        self.volume = volume
+        super().__init__(message)
+
+    def setup_failed(self) -> str:
+        return f'MountVolume.SetUp failed for volume "{self.volume}" : {self.message}'

@@ -12,21 +12,24 @@ Accepted fields (the full table with comments is ``schema.py``):
   creationTimestamp, resourceVersion, generation, selfLink, ownerReferences, finalizers, managedFields.
 - spec: containers, initContainers, restartPolicy, terminationGracePeriodSeconds, activeDeadlineSeconds,
   nodeSelector, hostname, securityContext (runAsUser/runAsGroup/runAsNonRoot apply to every container),
-  shareProcessNamespace (true or absent); ignored but echoed: nodeName (overwritten with this node), dnsPolicy,
-  schedulerName, tolerations, priority, priorityClassName, preemptionPolicy, enableServiceLinks,
-  automountServiceAccountToken, subdomain, topologySpreadConstraints, os, overhead.
+  shareProcessNamespace (true or absent), volumes (emptyDir and hostPath: ``volumes.py``); ignored but echoed:
+  nodeName (overwritten with this node), dnsPolicy, schedulerName, tolerations, priority, priorityClassName,
+  preemptionPolicy, enableServiceLinks, automountServiceAccountToken, subdomain, topologySpreadConstraints, os,
+  overhead.
 - container: name, image, command, args, env (value or valueFrom.fieldRef with metadata.name, metadata.namespace,
   metadata.uid, spec.nodeName, status.podIP, status.hostIP), workingDir, ports (containerPort, name, protocol,
   hostPort, hostIP), securityContext (runAsUser, runAsGroup, runAsNonRoot; privileged, allowPrivilegeEscalation,
-  readOnlyRootFilesystem, capabilities are recorded), livenessProbe/readinessProbe/startupProbe (exec, httpGet,
-  tcpSocket); ignored but echoed: imagePullPolicy, resources, resizePolicy, terminationMessagePath,
-  terminationMessagePolicy, stdin, stdinOnce, tty.
+  readOnlyRootFilesystem, capabilities are recorded), volumeMounts (name, mountPath, subPath, readOnly,
+  mountPropagation None), livenessProbe/readinessProbe/startupProbe (exec, httpGet, tcpSocket); ignored but
+  echoed: imagePullPolicy, resources, resizePolicy, terminationMessagePath, terminationMessagePolicy, stdin,
+  stdinOnce, tty.
 - status: accepted and dropped (the API reports live status).
 
-Rejected with a reason when set: metadata.generateName; spec.volumes, serviceAccountName, serviceAccount,
-imagePullSecrets, affinity, ephemeralContainers, hostNetwork, hostPID, hostIPC, hostAliases, dnsConfig,
-runtimeClassName, readinessGates, shareProcessNamespace: false; container envFrom, volumeMounts, volumeDevices,
-lifecycle, restartPolicy; env valueFrom other than fieldRef; grpc probes. Any other field is an unknown field.
+Rejected with a reason when set: metadata.generateName; spec.serviceAccountName, serviceAccount, imagePullSecrets,
+affinity, ephemeralContainers, hostNetwork, hostPID, hostIPC, hostAliases, dnsConfig, runtimeClassName,
+readinessGates, shareProcessNamespace: false; volume sources other than emptyDir and hostPath; container envFrom,
+volumeDevices, lifecycle, restartPolicy; volumeMounts subPathExpr, recursiveReadOnly; env valueFrom other than
+fieldRef; grpc probes. Any other field is an unknown field.
 
 Deliberate differences from the kubelet's file source: every ``---`` document is read (not just the first), and pod
 names are not suffixed with the node name. The uid hashes only the defaulted spec (see ``pod_uid``).
@@ -47,6 +50,7 @@ from minikubelet.errors import ManifestError
 from minikubelet.manifests.schema import POD, TypeChecker
 from minikubelet.manifests.unenforced import NODE_FILESYSTEM
 from minikubelet.manifests.validation import fmt_value, invalid, required, validate_pod
+from minikubelet.manifests.volumes import default_volumes, validate_volumes_and_mounts
 from minikubelet.pod.spec import Container, ContainerPort, EnvVar, HTTPHeader, Pod, PodSpec, Probe, RestartPolicy
 
 try:
@@ -299,7 +303,8 @@ def _pod_from_object(obj: Any, source: str, node_name: str, *, strict: bool) -> 
     pod = checker.check(obj, POD, "")
     problems += checker.problems
     apply_defaults(pod, node_name)
-    problems += [p for p in validate_pod(pod) if not _under(p.split(": ", 1)[0], checker.bad_paths)]
+    problems += [p for p in validate_pod(pod) + validate_volumes_and_mounts(pod["spec"])
+                 if not _under(p.split(": ", 1)[0], checker.bad_paths)]
     annotations = (pod.get("metadata") or {}).get("annotations") or {}
     if str(annotations.get(NODE_FILESYSTEM, "")).lower() == "true":  # no image to tell the user: refuse root now
         problems += _run_as_non_root_problems(pod["spec"])
@@ -371,6 +376,7 @@ def apply_defaults(pod: dict[str, Any], node_name: str) -> None:
     spec.setdefault("securityContext", {})
     spec.setdefault("enableServiceLinks", True)
     spec["nodeName"] = node_name
+    default_volumes(spec)
     for container in (spec.get("initContainers") or []) + (spec.get("containers") or []):
         _default_container(container)
 

@@ -17,6 +17,7 @@ import difflib
 from typing import Any, NamedTuple, TypeAlias
 
 from minikubelet.manifests.validation import fmt_value, forbidden, invalid
+from minikubelet.manifests.volumes import UNSUPPORTED_VOLUME_SOURCES
 
 
 class Rejected(NamedTuple):
@@ -37,7 +38,23 @@ STR, INT, BOOL, INT_OR_STR, STR_MAP, STR_LIST, ANY = (
 
 _API_REFS = "minikubelet pods may not reference API objects (the kubelet refuses this for static pods too)"
 _UNSUPPORTED = "is not supported by minikubelet yet"
-_VOLUMES = Rejected("volumes are not supported yet")
+
+VOLUME: dict[str, Schema] = {
+    "name": STR,
+    "emptyDir": {"medium": STR, "sizeLimit": INT_OR_STR},
+    "hostPath": {"path": STR, "type": STR},
+    **{source: ANY for source in UNSUPPORTED_VOLUME_SOURCES},  # refused by manifests.volumes, naming the field
+}
+
+VOLUME_MOUNT: dict[str, Schema] = {
+    "name": STR,
+    "mountPath": STR,
+    "subPath": STR,
+    "readOnly": BOOL,
+    "mountPropagation": STR,  # None only (manifests.volumes)
+    "subPathExpr": Rejected("subPathExpr " + _UNSUPPORTED + "; use subPath"),
+    "recursiveReadOnly": Rejected("recursiveReadOnly " + _UNSUPPORTED + "; use readOnly"),
+}
 
 HTTP_GET: dict[str, Schema] = {
     "path": STR,
@@ -108,8 +125,8 @@ CONTAINER: dict[str, Schema] = {
     "stdinOnce": BOOL,  # ignored
     "tty": BOOL,  # ignored
     "envFrom": Rejected(_API_REFS),
-    "volumeMounts": _VOLUMES,
-    "volumeDevices": _VOLUMES,
+    "volumeMounts": [VOLUME_MOUNT],
+    "volumeDevices": Rejected("volumeDevices (raw block devices) " + _UNSUPPORTED + "; use volumeMounts"),
     "lifecycle": Rejected("lifecycle hooks are " + _UNSUPPORTED[3:]),
     "restartPolicy": Rejected("container restartPolicy (sidecar containers) " + _UNSUPPORTED),
 }
@@ -155,7 +172,7 @@ POD_SPEC: dict[str, Schema] = {
     "serviceAccountName": Rejected(_API_REFS + "; remove serviceAccountName"),
     "serviceAccount": Rejected(_API_REFS + "; remove serviceAccount"),
     "imagePullSecrets": Rejected(_API_REFS),
-    "volumes": _VOLUMES,
+    "volumes": [VOLUME],
     "ephemeralContainers": Rejected("ephemeral containers are " + _UNSUPPORTED[3:]),
     "hostNetwork": Rejected("hostNetwork " + _UNSUPPORTED),
     "hostPID": Rejected("hostPID " + _UNSUPPORTED),

@@ -109,6 +109,10 @@ def duplicate(path: str, value: Any) -> str:
     return f"{path}: Duplicate value: {fmt_value(value)}"
 
 
+def not_found(path: str, value: Any) -> str:
+    return f"{path}: Not found: {fmt_value(value)}"
+
+
 def unsupported(path: str, value: Any, supported: Iterable[str]) -> str:
     return f"{path}: Unsupported value: {fmt_value(value)}: supported values: " + ", ".join(
         f'"{s}"' for s in sorted(supported)

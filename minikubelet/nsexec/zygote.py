@@ -10,7 +10,8 @@ shares (about 1.3 MB per pod instead of the ~4 MB of an exec'd Python). The zygo
 pause processes (grandchildren) are re-parented to it and reaped here while the daemon runs. It dies with the
 daemon (PDEATHSIG) and the pods stay: they are then re-parented to the host's init.
 
-Requests: ``{"id": N, "op": "sandbox"|"spawn"|"exec"|"netconf"|"connect"|"ping", ...}``;
+Requests: ``{"id": N, "op": "sandbox"|"spawn"|"exec"|"netconf"|"connect"|"mount_tmpfs"|"umount"|"ping", ...}``
+(``mount_tmpfs`` and ``umount`` act in the host's mount namespace: nsexec/hostmount.py);
 replies: ``{"id": N, "ok": true, ...}`` or ``{"id": N, "ok": false, "reason": R, "error": MESSAGE}``; a ``connect``
 reply carries the connected socket as SCM_RIGHTS.
 """
@@ -28,7 +29,7 @@ import socket
 import sys
 from typing import Any, NoReturn
 
-from minikubelet.nsexec import _sys, netconf, pause
+from minikubelet.nsexec import _sys, hostmount, netconf, pause
 from minikubelet.nsexec.spawn import StartError, enter_and_fork, open_target
 
 MAX_MESSAGE = 1 << 20
@@ -155,6 +156,10 @@ def handle(sock: socket.socket, req: dict[str, Any], fds: list[int]) -> NoReturn
             result = op_netconf(req)
         elif op == "connect":
             result = op_connect(req)
+        elif op == "mount_tmpfs":
+            result = hostmount.op_mount_tmpfs(req)
+        elif op == "umount":
+            result = hostmount.op_umount(req)
         elif op == "ping":
             result = {"pid": os.getpid()}
         else:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from minikubelet.cgroups.pods import PodCgroups
-from minikubelet.errors import ContainerStartError, NetworkError, SandboxError
+from minikubelet.errors import ContainerStartError, NetworkError, SandboxError, VolumeError
 from minikubelet.network.bridge import BridgeNetwork
 from minikubelet.network.ipam import Ipam
 from minikubelet.network.neigh import ArpCapacity
@@ -344,6 +344,25 @@ class LinuxRuntime:
         except NetworkError as e:
             log.warning("Could not delete the pod's veth uid=%s error=%s", uid, e)
         self.ipam.release(uid)
+
+    async def mount_tmpfs(self, target: Path, size: int, mode: str = "1777") -> None:
+        """A tmpfs (nosuid, nodev, ``size`` bytes, 0 for the kernel's default of half the RAM) on the existing
+        directory ``target`` in the HOST mount namespace, made by a zygote child (the daemon never mounts).
+        Not idempotent: callers check ``os.path.ismount`` first. Raises VolumeError naming the target."""
+        try:
+            await self.zygote.request("mount_tmpfs", target=str(target), size=size, mode=mode)
+        except ContainerStartError as e:
+            raise VolumeError(str(e)) from e
+
+    async def umount(self, targets: list[Path]) -> None:
+        """Detach (MNT_DETACH) every mount on each of ``targets`` in the host mount namespace; a target that is
+        not mounted, or gone, is skipped. Raises VolumeError."""
+        if not targets:
+            return
+        try:
+            await self.zygote.request("umount", targets=[str(t) for t in targets])
+        except ContainerStartError as e:
+            raise VolumeError(str(e)) from e
 
 
 def disk_full_hint(e: OSError) -> str:

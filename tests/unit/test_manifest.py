@@ -279,8 +279,8 @@ def test_pod_from_dict_lenient_drops_unknown_fields() -> None:
 
 def test_pod_from_dict_lenient_still_rejects_unsupported_fields() -> None:
     obj = minimal_pod()
-    obj["spec"]["volumes"] = [{"name": "v", "emptyDir": {}}]
-    with pytest.raises(ManifestError, match="spec.volumes: Forbidden: volumes are not supported yet"):
+    obj["spec"]["volumes"] = [{"name": "v", "secret": {"secretName": "s"}}]
+    with pytest.raises(ManifestError, match=r"spec.volumes\[0\].secret: Forbidden: this node supports emptyDir"):
         pod_from_dict(obj, "request", NODE, strict=False)
 
 
