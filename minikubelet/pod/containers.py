@@ -10,20 +10,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import shutil
 import signal
 import time
 from pathlib import Path
 from typing import Any
 
-from minikubelet.errors import ContainerStartError, MinikubeletError
+from minikubelet.errors import ContainerStartError, MinikubeletError, VolumeError
 from minikubelet.images.content import ImagePullError, ResolvedImage
+from minikubelet.pod import volumes
 from minikubelet.pod.context import ImageProvider, NodeFacts, Prober, WorkerHooks
 from minikubelet.pod.env import build_argv, build_env
 from minikubelet.pod.process import process_of
 from minikubelet.pod.rootfs import (
     NODE_FILESYSTEM,
-    data_pod_dir,
     instance_dirs,
     rootfs_request,
     uses_node_filesystem,
@@ -42,6 +41,7 @@ MIN_GRACE_SECONDS = 2  # the kubelet's minimumGracePeriodInSeconds between the s
 READINESS_RETRIGGER_SECONDS = 1.0  # trigger_readiness: the second immediate readiness probe after a start
 BACKOFF_ON_PREPARE = 10.0  # a container that could not be created from its spec and image is tried again after this
 IMAGE_RETRY_SECONDS = 10.0
+VOLUME_RETRY_SECONDS = 5.0
 
 
 def stop_signal(name: str | None) -> signal.Signals:
@@ -179,6 +179,18 @@ class ContainerRunner:
             argv, env, cwd = proc.argv, proc.env, proc.cwd
             try:
                 rootfs = await self._prepare_rootfs(c, instance, image, proc.image_user)
+            except VolumeError as e:  # as the kubelet: the container waits in ContainerCreating, FailedMount says why
+                self._images[c.name] = image
+                if rec.reason != "ContainerCreating" or rec.message != e.setup_failed():
+                    self.hooks.event("Warning", "FailedMount", e.setup_failed())
+                rec.reason, rec.message = "ContainerCreating", e.setup_failed()
+                self.hooks.changed()
+                self.hooks.wake_in(VOLUME_RETRY_SECONDS)
+                return
+            except ContainerStartError as e:  # a subPath the kubelet refuses
+                self._config_error(c, rec, e.reason, str(e))
+                self.hooks.wake_in(BACKOFF_ON_PREPARE)
+                return
             except (OSError, MinikubeletError) as e:
                 self._config_error(c, rec, "CreateContainerError", f"failed to prepare the container's root "
                                    f"filesystem: {e}")
@@ -309,14 +321,19 @@ class ContainerRunner:
         return rootfs_request(pod, c, image.lowerdirs, dirs, files, binds, shm, image_user)
 
     async def _volumes(self, c: Container) -> tuple[Path | None, list[dict[str, Any]]]:
-        """The pod's shared /dev/shm and this container's volume binds (none until volumes land)."""
-        return None, []
+        """The pod's volumes made ready (idempotent), its shared /dev/shm, and this container's volume binds."""
+        pod = self.state.pod
+        data_dir = self.runtime.data_dir
+        await volumes.prepare(pod, self.runtime, data_dir)
+        shm = await volumes.prepare_shm(self.runtime, self.runtime.pod_dir(pod.uid))
+        binds = await asyncio.to_thread(volumes.binds_for, pod, c.name, data_dir)
+        return shm, binds
 
     async def release_files(self) -> None:
-        """A deleted pod's writable layers and volumes (``<data-dir>/pods/<uid>``), after its processes are gone."""
-        top = data_pod_dir(self.runtime.data_dir, self.state.pod.uid)
-        if top.exists():
-            await asyncio.to_thread(shutil.rmtree, top, True)
+        """A deleted pod's writable layers, volumes and shm (``<data-dir>/pods/<uid>``, tmpfs mounts unmounted
+        first), after its processes are gone. Raises VolumeError if a mount stays (the caller retries)."""
+        uid = self.state.pod.uid
+        await volumes.cleanup(uid, self.runtime, self.runtime.data_dir, self.runtime.pod_dir(uid))
 
     def in_use_images(self) -> set[str]:
         return {r.image_id for r in self.state.records.values() if r.image_id}

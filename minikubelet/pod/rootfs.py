@@ -7,7 +7,7 @@ a restarted container gets a fresh writable layer, as with containerd. The mount
 (nsexec/rootfs.py); this module only prepares and describes it.
 
 A pod annotated ``minikubelet.io/node-filesystem: "true"`` runs its containers on the node's own filesystem
-instead (programs of the node, no image): the one switch for it. Imports pod.spec and images.content only.
+instead (programs of the node, no image): the one switch for it. Imports pod.spec and pod.volumes only.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from minikubelet.pod.spec import Container, Pod
+from minikubelet.pod.volumes import data_pod_dir
 
 NODE_FILESYSTEM = "minikubelet.io/node-filesystem"
 HOST_RESOLV = Path("/etc/resolv.conf")
@@ -26,10 +27,6 @@ RESOLVED_UPSTREAM = Path("/run/systemd/resolve/resolv.conf")  # the kubelet's ch
 
 def uses_node_filesystem(pod: Pod) -> bool:
     return pod.annotations.get(NODE_FILESYSTEM, "").lower() == "true"
-
-
-def data_pod_dir(data_dir: Path, uid: str) -> Path:
-    return data_dir / "pods" / uid
 
 
 def hosts_file(pod: Pod, ip: str) -> str:

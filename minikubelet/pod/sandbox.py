@@ -182,6 +182,7 @@ class SandboxLifecycle:
         delay = 1.0
         while True:  # until the lease and run state are gone: a full disk must not leave them to the next restart
             try:
+                await self.containers.release_files()  # tmpfs mounts in the run dir go before it does
                 await self.runtime.kill_sandbox(pod.uid, self.state.sandbox)
                 break
             except (MinikubeletError, OSError) as e:
@@ -190,7 +191,6 @@ class SandboxLifecycle:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, MAX_CLEANUP_DELAY)
         self.state.sandbox = None
-        await self.containers.release_files()
         shutil.rmtree(self.runtime.pod_log_dir(pod), ignore_errors=True)
         log.info("Pod terminated pod=%s uid=%s", pod.key, pod.uid)
         self.hooks.changed()
