@@ -30,8 +30,8 @@ _CONTAINER_SECURITY: dict[str, str] = {
     "windowsOptions": "this is a Linux node",
 }
 _POD_SECURITY: dict[str, str] = {
-    "fsGroup": "there are no volumes to chown",
-    "fsGroupChangePolicy": "there are no volumes to chown",
+    "fsGroup": "volumes are not chowned to it",
+    "fsGroupChangePolicy": "volumes are not chowned",
     "supplementalGroups": "containers keep only their user's primary group",
     "supplementalGroupsPolicy": "containers keep only their user's primary group",
     "sysctls": "the pod's sysctls are not set",
@@ -86,6 +86,9 @@ def unenforced(manifest: dict[str, Any]) -> list[str]:
     annotations = meta.get("annotations") if isinstance(meta, dict) else None
     node_fs = isinstance(annotations, dict) and str(annotations.get(NODE_FILESYSTEM, "")).lower() == "true"
     _check(spec, _SPEC, "spec.", out)
+    if node_fs and spec.get("volumes"):
+        out.append(f"spec.volumes {_NOTE}: the pod runs on the node's filesystem ({NODE_FILESYSTEM}), where "
+                   "volumeMounts are not mounted; remove the annotation to run the image with its volumes")
     _check(spec.get("securityContext"), _POD_SECURITY, "spec.securityContext.", out)
     for group in ("initContainers", "containers"):
         containers = spec.get(group)
