@@ -325,8 +325,16 @@ def alive(pid: int) -> bool:
     return stat[stat.rindex(")") + 2] not in "ZX"
 
 
-def pod_yaml(name: str, containers: list[dict[str, Any]], **spec: Any) -> str:
-    doc = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": {"containers": containers, **spec}}
+# The annotation that makes a pod run programs of the node instead of its image (pod/rootfs.py NODE_FILESYSTEM):
+# the tests' pods run busybox from the node, so pod_yaml adds it unless told not to.
+NODE_FS = {"minikubelet.io/node-filesystem": "true"}
+
+
+def pod_yaml(name: str, containers: list[dict[str, Any]], *, node_filesystem: bool = True, **spec: Any) -> str:
+    metadata: dict[str, Any] = {"name": name}
+    if node_filesystem:
+        metadata["annotations"] = dict(NODE_FS)
+    doc = {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": {"containers": containers, **spec}}
     return json.dumps(doc)
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.harness import BUSYBOX, DaemonHarness
+from tests.harness import BUSYBOX, NODE_FS, DaemonHarness
 
 pytestmark = pytest.mark.root
 
@@ -20,7 +20,7 @@ _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 POD = {
     "apiVersion": "v1",
     "kind": "Pod",
-    "metadata": {"name": "ok-pod"},
+    "metadata": {"name": "ok-pod", "annotations": NODE_FS},
     "spec": {
         "containers": [
             {

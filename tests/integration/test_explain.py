@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.harness import DaemonHarness
+from tests.harness import NODE_FS, DaemonHarness
 from tests.integration.test_kubectl import LOOP, Kubectl
 
 pytestmark = pytest.mark.root
@@ -73,7 +73,7 @@ def two_containers(env: dict[str, str], ports: list[int]) -> str:
     doc: dict[str, Any] = {
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": {"name": "merge"},
+        "metadata": {"name": "merge", "annotations": NODE_FS},
         "spec": {
             "containers": [
                 {"name": "a", "image": "busybox", "command": LOOP, "ports": [{"containerPort": p} for p in ports]},

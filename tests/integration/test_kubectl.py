@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.harness import BUSYBOX, DaemonHarness, httpd, pod_yaml
+from tests.harness import BUSYBOX, NODE_FS, DaemonHarness, httpd, pod_yaml
 
 pytestmark = pytest.mark.root
 
@@ -59,6 +59,16 @@ def rows(table: str) -> list[list[str]]:
     return [re.split(r"\s{2,}", line.strip()) for line in table.strip().splitlines()]
 
 
+def node_fs_examples(dest: Path, *names: str) -> Path:
+    """Copies of examples/<name> in ``dest``, annotated to run programs of the node (their commands are busybox
+    from the node): the tests create them from ``dest`` under the same file names. Returns ``dest``."""
+    for name in names:
+        doc = yaml.safe_load((EXAMPLES / name).read_text())
+        doc["metadata"]["annotations"] = {**(doc["metadata"].get("annotations") or {}), **NODE_FS}
+        (dest / name).write_text(yaml.safe_dump(doc, sort_keys=False))
+    return dest
+
+
 def loop_pod(name: str, **labels: str) -> str:
     doc = json.loads(pod_yaml(name, [{"name": "main", "image": "busybox", "command": LOOP}]))
     if labels:
@@ -67,11 +77,12 @@ def loop_pod(name: str, **labels: str) -> str:
 
 
 def test_walkthrough_labels(kubectl: Kubectl, daemon: DaemonHarness, tmp_path: Path) -> None:
-    assert kubectl("create", "-f", "pod-label.yml", cwd=EXAMPLES).strip() == "pod/examlabel created"
+    examples = node_fs_examples(tmp_path, "pod-label.yml", "redis-pod.yml", "nginx-pod.yml", "label-pod.yml")
+    assert kubectl("create", "-f", "pod-label.yml", cwd=examples).strip() == "pod/examlabel created"
     assert (daemon.manifests / "default_examlabel.yaml").stat().st_mode & 0o777 == 0o644
     for name in ("redis-pod", "nginx-pod", "label-pod"):
-        assert kubectl("create", "-f", f"{name}.yml", cwd=EXAMPLES).strip() == f"pod/{name} created"
-    dup = kubectl.run("create", "-f", "pod-label.yml", check=False, cwd=EXAMPLES)
+        assert kubectl("create", "-f", f"{name}.yml", cwd=examples).strip() == f"pod/{name} created"
+    dup = kubectl.run("create", "-f", "pod-label.yml", check=False, cwd=examples)
     assert dup.returncode == 1
     assert (
         'Error from server (AlreadyExists): error when creating "pod-label.yml": pods "examlabel" already exists'
@@ -151,7 +162,7 @@ def test_walkthrough_labels(kubectl: Kubectl, daemon: DaemonHarness, tmp_path: P
     assert missing.returncode == 1 and 'Error from server (NotFound): pods "nope" not found' in missing.stderr
 
 
-def test_node_labels_and_node_selector(kubectl: Kubectl, daemon: DaemonHarness) -> None:
+def test_node_labels_and_node_selector(kubectl: Kubectl, daemon: DaemonHarness, tmp_path: Path) -> None:
     node = daemon.node_name
     table = rows(kubectl("get", "nodes", "--show-labels"))
     assert table[0] == ["NAME", "STATUS", "ROLES", "AGE", "VERSION", "LABELS"]
@@ -162,7 +173,8 @@ def test_node_labels_and_node_selector(kubectl: Kubectl, daemon: DaemonHarness) 
     arch = rows(kubectl("get", "nodes", "-L", "beta.kubernetes.io/arch"))
     assert arch[0][-1] == "ARCH" and arch[1][-1] == labels["kubernetes.io/arch"]
 
-    assert kubectl("create", "-f", "pod-nodeselector.yml", cwd=EXAMPLES).strip() == "pod/nodeselector-pod created"
+    examples = node_fs_examples(tmp_path, "pod-nodeselector.yml")
+    assert kubectl("create", "-f", "pod-nodeselector.yml", cwd=examples).strip() == "pod/nodeselector-pod created"
     time.sleep(1)
     pod = kubectl.pod("nodeselector-pod")
     assert pod["status"]["phase"] == "Pending"
@@ -295,9 +307,12 @@ def test_replace(kubectl: Kubectl, daemon: DaemonHarness, tmp_path: Path) -> Non
 
 
 def test_run_with_args_only(kubectl: Kubectl, daemon: DaemonHarness) -> None:
-    """`kubectl run NAME --image=busybox -- CMD...` puts CMD in args: until images land, the node is an image without
-    ENTRYPOINT, so the args run as the command (as they would in busybox's image)."""
-    out = kubectl("run", "once", "--image=busybox", "--restart=Never", "--", BUSYBOX, "echo", "hello from args")
+    """`kubectl run NAME --image=busybox -- CMD...` puts CMD in args: on the node's filesystem (the annotation) the
+    node is an image without ENTRYPOINT, so the args run as the command (as they would in busybox's image)."""
+    out = kubectl(
+        "run", "once", "--image=busybox", "--restart=Never", "--annotations=minikubelet.io/node-filesystem=true",
+        "--", BUSYBOX, "echo", "hello from args",
+    )
     assert out.strip() == "pod/once created"
     daemon.wait_for(lambda: kubectl.pod("once")["status"]["phase"] == "Succeeded", 20, "the pod completed")
     assert kubectl("logs", "once").strip() == "hello from args"

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.harness import BUSYBOX, DaemonHarness
+from tests.harness import BUSYBOX, NODE_FS, DaemonHarness
 from tests.integration.test_kubectl import Kubectl, loop_pod
 
 pytestmark = pytest.mark.root
@@ -26,6 +26,8 @@ apiVersion: v1
 kind: Pod
 metadata:
   name: first      # the name stays
+  annotations:
+    minikubelet.io/node-filesystem: "true"   # busybox of the node, not the image
   labels:
     app: web       # what the service selects
 spec:
@@ -38,7 +40,7 @@ spec:
 # the second pod: nobody touches it
 apiVersion: v1
 kind: Pod
-metadata: {{name: second}}   # flow style
+metadata: {{name: second, annotations: {{minikubelet.io/node-filesystem: "true"}}}}   # flow style
 spec:
   containers:
   - {{name: main, image: busybox, command: ["{BUSYBOX}", "sh", "-c", "{LOOP}"]}}
@@ -89,6 +91,7 @@ def test_server_side_apply_creates_then_merges(kubectl: Kubectl, daemon: DaemonH
         "name": "ssa",
         "namespace": "default",
         "labels": {"tier": "backend"},
+        "annotations": NODE_FS,
     }
     daemon.wait_running("ssa")
     uid, pid = kubectl.pod("ssa")["metadata"]["uid"], daemon.container_pid("ssa", "main")
@@ -285,7 +288,10 @@ def test_hand_written_file_keeps_comments(kubectl: Kubectl, daemon: DaemonHarnes
     docs = list(yaml.safe_load_all(path.read_text()))
     assert docs[0]["metadata"]["labels"] == {"app": "web", "team": "a"}
     assert docs[1]["metadata"]["labels"] == {"on": "yes"}  # quoted: YAML 1.1 would read a plain on/yes as true
-    assert 'metadata: {name: second, labels: {"on": "yes"}} # flow style\n' in path.read_text()
+    assert (
+        'metadata: {name: second, annotations: {minikubelet.io/node-filesystem: "true"}, labels: {"on": "yes"}} '
+        "# flow style\n" in path.read_text()
+    )
 
     # client-side apply of the first pod (label change) keeps the comments too
     applied = tmp_path / "first.yml"

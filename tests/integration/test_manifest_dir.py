@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.harness import BUSYBOX, DaemonHarness, alive, events_of, pod_yaml, running_daemon, sh
+from tests.harness import BUSYBOX, NODE_FS, DaemonHarness, alive, events_of, pod_yaml, running_daemon, sh
 
 pytestmark = pytest.mark.root
 
@@ -62,8 +62,8 @@ def labelled(
     doc = json.loads(pod_yaml(name, containers, **spec))
     if labels is not None:
         doc["metadata"]["labels"] = labels
-    if annotations is not None:
-        doc["metadata"]["annotations"] = annotations
+    if annotations is not None:  # beside pod_yaml's node-filesystem annotation
+        doc["metadata"]["annotations"] = {**doc["metadata"].get("annotations", {}), **annotations}
     return json.dumps(doc)
 
 
@@ -133,7 +133,7 @@ def test_metadata_only_edit_updates_the_live_pod_without_restart(daemon: DaemonH
             return False
         got = pod["metadata"].get(field) or {}
         mine = {k: v for k, v in got.items() if "kubernetes.io/" not in k}  # minus the kubelet's config.* keys
-        return mine == {"app": "two", "tier": "front"}
+        return mine == {"app": "two", "tier": "front", **(NODE_FS if field == "annotations" else {})}
 
     daemon.wait_for(updated, 20, f"{field} updated in /pods")
     assert_untouched(daemon, name, before)
