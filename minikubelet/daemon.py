@@ -325,11 +325,13 @@ class Daemon:
         log.info("Stopping pods count=%d", count)
         await self.manager.reconcile_leftovers()
         await self.manager.shutdown(stop_pods=True)
-        try:  # tmpfs of emptyDir Memory volumes and pods' shm (via the zygote), then <data-dir>/pods/
+        await self.zygote.start()  # tmpfs of emptyDir Memory volumes and pods' shm, then <data-dir>/pods/
+        try:
             await reset_host_mounts(self.runtime, s.data_dir, s.run_dir)
         except VolumeError as e:
             log.warning("%s; run reset again", e)
-        await self.zygote.stop()
+        finally:
+            await self.zygote.stop()
         if self.runtime.cgroups is not None and not await self.runtime.cgroups.remove_all():
             log.warning("Some cgroups under root=%s are still busy; run reset again", s.cgroup_root)
         await self.network.remove_bridge()

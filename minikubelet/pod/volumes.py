@@ -302,8 +302,9 @@ def mount_points(mountinfo: str = "/proc/self/mountinfo") -> list[tuple[str, str
 
 
 def mounts_under(roots: Iterable[Path], mountinfo: str = "/proc/self/mountinfo") -> list[Path]:
-    """Every mount point at or below any of ``roots`` (any fs type), deepest first, each once."""
-    prefixes = [str(r).rstrip("/") for r in roots]
+    """Every mount point at or below any of ``roots`` (any fs type), deepest first, each once. The roots are
+    resolved first: mountinfo names mount points by their real path (``/var/run/...`` is listed as ``/run/...``)."""
+    prefixes = [os.path.realpath(r).rstrip("/") for r in roots]
     hits = {
         point for point, _ in mount_points(mountinfo)
         if any(point == p or point.startswith(p + "/") for p in prefixes)

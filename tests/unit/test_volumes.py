@@ -348,6 +348,8 @@ def test_mounts_under_parses_mountinfo(tmp_path: Path) -> None:
     found = vol.mounts_under([Path("/data/pods/u1"), Path("/run/pods/u1/shm")], str(info))
     assert found == [Path("/data/pods/u1/volumes/mem/inner"), Path("/data/pods/u1/volumes/mem"),
                      Path("/data/pods/u1/volumes/with space"), Path("/run/pods/u1/shm")]  # deepest first, not u10
+    (tmp_path / "run").symlink_to("/run")  # as /var/run -> /run: mountinfo lists the real path
+    assert vol.mounts_under([tmp_path / "run" / "pods" / "u1"], str(info)) == [Path("/run/pods/u1/shm")]
 
 
 async def test_cleanup_removes_the_data_pod_dir(tmp_path: Path) -> None:
