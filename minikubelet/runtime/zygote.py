@@ -76,7 +76,7 @@ class Zygote:
         ours.setblocking(False)
         self._sock = ours
         asyncio.get_running_loop().add_reader(ours, self._on_readable)
-        await self.request("ping", timeout=10)
+        await self._call("ping", 10, (), {})
         log.info("Zygote started pid=%d", self._proc.pid)
 
     def _on_readable(self) -> None:
@@ -126,6 +126,11 @@ class Zygote:
                 if self._proc is not None:
                     log.warning("Restarting the zygote after it went away pid=%s", self._proc.pid)
                 await self.start()
+        return await self._call(op, timeout, fds, args)
+
+    async def _call(self, op: str, timeout: float, fds: tuple[int, ...], args: dict[str, Any]) -> dict[str, Any]:
+        """One request on the started zygote (``request`` without the start check: ``start`` pings through it,
+        under the lock ``request`` holds, so it must not take the lock again)."""
         assert self._sock is not None
         rid = next(self._ids)
         fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
