@@ -130,8 +130,12 @@ class LinuxRuntime:
         uid: int | None,
         gid: int | None,
         log_path: Path,
+        rootfs: dict[str, Any] | None = None,
     ) -> tuple[int, int]:
-        """Start a container's main process; returns (host pid, start time). Raises ContainerStartError."""
+        """Start a container's main process; returns (host pid, start time). Raises ContainerStartError.
+
+        ``rootfs``: the image root filesystem to run on (the spawn request's ``rootfs``, contract.md); None runs it
+        on the node's filesystem."""
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with contextlib.suppress(FileNotFoundError):
             (self.pod_dir(pod.uid) / "exits" / record).unlink()
@@ -142,6 +146,8 @@ class LinuxRuntime:
             except OSError as e:
                 raise ContainerStartError(f"failed to create the container's cgroup: {e}", "StartError") from e
             placement = {"cgroup_procs": where.procs_files, "oom_score_adj": where.oom_score_adj}
+        if rootfs is not None:
+            placement["rootfs"] = rootfs
         reply = await self.zygote.request(
             "spawn",
             pause_pid=sandbox.pid,
