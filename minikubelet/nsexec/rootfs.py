@@ -137,7 +137,8 @@ class Plan:
         try:
             resolve(self.root, self.cwd, "dir")  # runc MkdirAll(cwd, 0755), before the root turns read-only
         except OSError as e:
-            raise MountError(f'chdir to cwd ("{self.cwd}") set in config.json failed: {e.strerror or e}') from e
+            why = (e.strerror or str(e)).lower()
+            raise MountError(f'chdir to cwd ("{self.cwd}") set in config.json failed: {why}') from e
         if self.spec.get("readonly"):
             self.remount_ro(self.root, "/")
         self.pivot()

@@ -161,20 +161,12 @@ def _child(req: dict[str, Any], proc_fd: int, pids_fd: int, info_w: int, go_r: i
         _stdio(req)
         ident: users.Identity | None = None
         if rootfs is not None:
-            try:
-                mounts.enter(rootfs, cwd)
-            except mounts.MountError as e:
-                raise StartError(str(e)) from e
-            ident = _identity(str(rootfs.get("image_user") or ""), uid, gid, env)
-            path = resolve(argv[0], env)
+            path, ident = _enter_image(rootfs, argv[0], cwd, uid, gid, env)
             register(pids_fd, req["record"])
-        elif "image_user" in req:  # exec into a container on an image root: its user, from its files
-            ident = _identity(str(req["image_user"] or ""), uid, gid, env)
-        try:
-            os.chdir(cwd)
-        except OSError as e:
-            why = (e.strerror or str(e)).lower()
-            raise StartError(f'chdir to cwd ("{cwd}") set in config.json failed: {why}') from e
+        else:
+            if "image_user" in req:  # exec into a container on an image root: its user, from its files
+                ident = _identity(str(req["image_user"] or ""), uid, gid, env)
+            _chdir(cwd)
         if ident is not None:
             os.setgroups(ident.groups)
             os.setgid(ident.gid)
@@ -192,6 +184,26 @@ def _child(req: dict[str, Any], proc_fd: int, pids_fd: int, info_w: int, go_r: i
     except BaseException as e:  # never return into the zygote's code in a forked child
         os.write(err_w, f"StartError\0{e!r}".encode())
     os._exit(127)
+
+
+def _enter_image(rootfs: dict[str, Any], executable: str, cwd: str, uid: int | None, gid: int | None,
+                 env: dict[str, str]) -> tuple[str, users.Identity]:
+    """Mount the image's root and pivot into it; then, inside: the user, HOME, cwd and the executable's path."""
+    try:
+        mounts.enter(rootfs, cwd)
+    except mounts.MountError as e:
+        raise StartError(str(e)) from e
+    ident = _identity(str(rootfs.get("image_user") or ""), uid, gid, env)
+    _chdir(cwd)
+    return resolve(executable, env), ident  # as runc: after the chdir, so a relative ./name is found in cwd
+
+
+def _chdir(cwd: str) -> None:
+    try:
+        os.chdir(cwd)
+    except OSError as e:
+        why = (e.strerror or str(e)).lower()
+        raise StartError(f'chdir to cwd ("{cwd}") set in config.json failed: {why}') from e
 
 
 def register(pids_fd: int, record: str) -> None:

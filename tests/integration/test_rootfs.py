@@ -263,6 +263,12 @@ async def test_user_from_the_image(pod: Pod, image_user: str, uid: int | None, g
     assert (code, out) == (0, f"{expected}\nHOME={home}\n")
 
 
+async def test_relative_executable_is_found_in_cwd(pod: Pod) -> None:
+    _, _, record, log = await pod.spawn(["./busybox", "echo", "relative"], pod.rootfs(), cwd="/bin")
+    assert await pod.wait_exit(record) == 0
+    assert log.read_text() == "relative\n"
+
+
 async def test_home_from_env_wins(pod: Pod) -> None:
     code, out = await pod.run("echo $HOME", env={"HOME": "/mine"}, image_user="app")
     assert (code, out) == (0, "/mine\n")
