@@ -11,6 +11,8 @@ import contextlib
 import os
 import shutil
 import signal
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator
@@ -21,7 +23,7 @@ import pytest
 
 from minikubelet.errors import ContainerStartError
 from minikubelet.runtime.zygote import Zygote
-from tests.harness import BUSYBOX
+from tests.harness import BUSYBOX, REPO
 
 pytestmark = pytest.mark.root
 
@@ -385,3 +387,46 @@ async def test_exec_lands_in_the_image_root(pod: Pod) -> None:
     signal.pidfd_send_signal(fd, signal.SIGKILL)
     os.close(fd)
     assert await pod.wait_exit(record) == 137
+
+
+SHARED_ROOT = """
+import asyncio, sys
+from pathlib import Path
+from minikubelet.runtime.zygote import Zygote
+from tests.integration.test_rootfs import Pod, host_mounts_of
+
+async def main(base: Path) -> None:
+    zygote = Zygote()
+    pod = Pod(base, zygote)
+    try:
+        await zygote.start()
+        await pod.start()
+        _, _, record, log = await pod.spawn(["sh", "-c", "echo up; sleep 60"], pod.rootfs())
+        for _ in range(500):
+            if log.exists() and log.read_text() == "up\\n":
+                break
+            await asyncio.sleep(0.01)
+        with open("/proc/self/mountinfo") as f:
+            root = next(line for line in f if line.split()[4] == "/")
+        print("shared" if "shared:" in root else "not shared", len(host_mounts_of(base)), log.read_text().strip())
+    finally:
+        await pod.stop()
+        await zygote.stop()
+
+asyncio.run(main(Path(sys.argv[1])))
+"""
+
+
+def test_a_shared_host_root_sees_no_container_mount() -> None:
+    """On systemd hosts ``/`` is shared: the container's mounts must still not propagate back (MS_PRIVATE first)."""
+    base = Path(tempfile.mkdtemp(prefix="mk-rootfs-shared-"))
+    try:
+        proc = subprocess.run(
+            ["unshare", "--mount", "--propagation", "shared", sys.executable, "-c", SHARED_ROOT, str(base)],
+            capture_output=True, text=True, timeout=60, cwd=REPO,
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout == "shared 0 up\n", proc.stdout + proc.stderr
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+    assert host_mounts_of(base) == []
