@@ -120,9 +120,18 @@ class Plan:
         except OSError as e:
             raise MountError(f'error remounting "{target}" read-only: {_why(e)}') from e
 
+    def ordinary_dir(self, fstype: str, target: str) -> None:
+        """runc: proc, sysfs (and here /dev) only on a real directory or none, never through an image's symlink."""
+        host = os.path.join(self.root, target.lstrip("/"))
+        with contextlib.suppress(FileNotFoundError):
+            if not stat.S_ISDIR(os.lstat(host).st_mode):
+                raise MountError(f'filesystem "{fstype}" must be mounted on ordinary directory (at "{target}")')
+
     def run(self) -> None:
         self.private_namespace()
         self.overlay()
+        for fstype, target in (("proc", "/proc"), ("tmpfs", "/dev"), ("sysfs", "/sys")):
+            self.ordinary_dir(fstype, target)
         self.mount_at("proc", "proc", "/proc", "proc", NOSUID_NODEV_NOEXEC)
         self.dev()
         self.mount_at("sysfs", "sysfs", "/sys", "sysfs", _sys.MS_RDONLY | NOSUID_NODEV_NOEXEC)

@@ -350,6 +350,17 @@ async def test_image_symlinks_stay_inside_the_root(pod: Pod) -> None:
     assert list(outside.iterdir()) == list(elsewhere.iterdir()) == []
 
 
+@pytest.mark.parametrize("where", ["proc", "sys", "dev"])
+async def test_proc_sys_dev_never_through_a_symlink(pod: Pod, where: str) -> None:
+    evil = pod.base / "layers" / "evil"
+    evil.mkdir(parents=True)
+    (evil / where).symlink_to("/")
+    pod.layers.insert(0, evil)
+    fstype = {"proc": "proc", "sys": "sysfs", "dev": "tmpfs"}[where]
+    with pytest.raises(ContainerStartError, match=f'filesystem "{fstype}" must be mounted on ordinary directory'):
+        await pod.spawn(["id"], pod.rootfs())
+
+
 async def test_many_layers_use_relative_lowerdirs(pod: Pod) -> None:
     """Past a page of mount options the lowerdirs are given relative to their common parent (containerd)."""
     bottom = pod.layers[-1]
