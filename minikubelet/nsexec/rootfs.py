@@ -65,7 +65,7 @@ def resolve(root: str, path: str, create: str = "") -> str:
         try:
             st = os.lstat(here)
         except FileNotFoundError:
-            if create == "file" and not any(p not in ("", ".", "..") for p in todo):
+            if create == "file" and all(p == ".." for p in todo):  # the last component
                 os.close(os.open(here, os.O_CREAT | os.O_WRONLY | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644))
             elif create:
                 os.mkdir(here, 0o755)
