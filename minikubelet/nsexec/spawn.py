@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import os
 import signal
+import stat
 from typing import Any, NoReturn
 
-from minikubelet.nsexec import _sys
+from minikubelet.nsexec import _sys, users
+from minikubelet.nsexec import rootfs as mounts
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -77,8 +79,55 @@ def _join_cgroups(req: dict[str, Any]) -> None:
             pass
 
 
-def _child(req: dict[str, Any], proc_fd: int, info_w: int, go_r: int, err_w: int) -> NoReturn:
-    """The forked process inside the pod's PID namespace: set up, register with pause, exec."""
+def non_root_check(rootfs: dict[str, Any], uid: int | None) -> None:
+    """The kubelet's runAsNonRoot verdict (``verifyRunAsNonRoot``), before anything is mounted."""
+    if not rootfs.get("run_as_non_root"):
+        return
+    where = f'(pod: "{rootfs.get("pod_id", "")}", container: {rootfs.get("container", "")})'
+    if uid is not None:
+        if int(uid) == 0:
+            raise StartError(f"container's runAsUser breaks non-root policy {where}", "CreateContainerConfigError")
+        return
+    user = str(rootfs.get("image_user") or "").partition(":")[0]
+    if not user or user.isdigit() and int(user) == 0:
+        raise StartError(f"container has runAsNonRoot and image will run as root {where}", "CreateContainerConfigError")
+    if not user.isdigit():
+        raise StartError(f"container has runAsNonRoot and image has non-numeric user ({user}), cannot verify user is "
+                         f"non-root {where}", "CreateContainerConfigError")
+
+
+def _identity(image_user: str, uid: int | None, gid: int | None, env: dict[str, str]) -> users.Identity:
+    """The user of the image's /etc/passwd and /etc/group (we are inside its root now); HOME from it if unset."""
+    try:
+        ident = users.resolve(image_user, None if uid is None else int(uid), None if gid is None else int(gid))
+    except (users.UserError, OSError) as e:
+        raise StartError(str(e)) from e
+    env.setdefault("HOME", ident.home)
+    return ident
+
+
+def _stdio(req: dict[str, Any]) -> None:
+    stdio = req.get("stdio_fds")
+    if stdio:
+        for target, fd in enumerate(stdio):
+            os.dup2(int(fd), target)
+    elif not req.get("tty"):
+        null = os.open("/dev/null", os.O_RDONLY)
+        if req.get("rootfs"):  # runc verifyDevNull: stdin must be the real null device
+            st = os.fstat(null)
+            if not stat.S_ISCHR(st.st_mode) or st.st_rdev != os.makedev(1, 3):
+                raise StartError("/dev/null on the host is not the null device (char 1:3)")
+        os.dup2(null, 0)
+        log = os.open(req["log_path"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+        os.dup2(log, 1)
+        os.dup2(log, 2)
+
+
+def _child(req: dict[str, Any], proc_fd: int, pids_fd: int, info_w: int, go_r: int, err_w: int) -> NoReturn:
+    """The forked process inside the pod's PID namespace: set up, register with pause, exec.
+
+    With ``rootfs`` the host paths it needs (log file, /dev/null, the pids dir as ``pids_fd``) are opened before
+    the mount plan, then everything else (PATH lookup, cwd, user) happens inside the image's root."""
     try:
         os.write(info_w, os.readlink("self", dir_fd=proc_fd).encode())  # the host's procfs: our host PID
         os.close(proc_fd)
@@ -92,37 +141,39 @@ def _child(req: dict[str, Any], proc_fd: int, info_w: int, go_r: int, err_w: int
         argv: list[str] = list(req["argv"])
         if not argv:
             raise StartError("no command specified", "CreateContainerConfigError")
-        path = resolve(argv[0], env)
-        stdio = req.get("stdio_fds")
+        rootfs: dict[str, Any] | None = req.get("rootfs")
+        gid, uid = req.get("gid"), req.get("uid")
+        cwd = req.get("cwd") or "/"
+        if rootfs is not None:
+            non_root_check(rootfs, uid)
+        else:
+            path = resolve(argv[0], env)
         if req.get("tty"):
             os.login_tty(int(req["tty_fd"]))
         else:
             os.setsid()
-        with open(f"{req['pod_dir']}/pids/{os.getpid()}", "w") as f:
-            f.write(req["record"])
-        if req.get("mount_proc"):
+        if rootfs is None:
+            register(pids_fd, req["record"])
+        if req.get("mount_proc") and rootfs is None:
             _sys.unshare(_sys.CLONE_NEWNS)
             _sys.mount(None, "/", None, _sys.MS_REC | _sys.MS_PRIVATE)
             _sys.mount("proc", "/proc", "proc", _sys.MS_NOSUID | _sys.MS_NODEV | _sys.MS_NOEXEC)
-        if stdio:
-            for target, fd in enumerate(stdio):
-                os.dup2(int(fd), target)
-        elif not req.get("tty"):
-            null = os.open("/dev/null", os.O_RDONLY)
-            os.dup2(null, 0)
-            log = os.open(req["log_path"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
-            os.dup2(log, 1)
-            os.dup2(log, 2)
-        cwd = req.get("cwd") or "/"
-        try:
-            os.chdir(cwd)
-        except OSError as e:
-            why = (e.strerror or str(e)).lower()
-            raise StartError(f'chdir to cwd ("{cwd}") set in config.json failed: {why}') from e
-        gid, uid = req.get("gid"), req.get("uid")
-        if uid is not None or gid is not None:
+        _stdio(req)
+        ident: users.Identity | None = None
+        if rootfs is not None:
+            path, ident = _enter_image(rootfs, argv[0], cwd, uid, gid, env)
+            register(pids_fd, req["record"])
+        else:
+            if "image_user" in req:  # exec into a container on an image root: its user, from its files
+                ident = _identity(str(req["image_user"] or ""), uid, gid, env)
+            _chdir(cwd)
+        if ident is not None:
+            os.setgroups(ident.groups)
+            os.setgid(ident.gid)
+            os.setuid(ident.uid)
+        elif uid is not None or gid is not None:
             os.setgroups([])
-            os.setgid(int(gid) if gid is not None else 0)  # no image /etc/passwd yet: the group defaults to 0
+            os.setgid(int(gid) if gid is not None else 0)  # no image /etc/passwd: the group defaults to 0
             if uid is not None:
                 os.setuid(int(uid))
         os.execve(path, argv, env)
@@ -135,6 +186,34 @@ def _child(req: dict[str, Any], proc_fd: int, info_w: int, go_r: int, err_w: int
     os._exit(127)
 
 
+def _enter_image(rootfs: dict[str, Any], executable: str, cwd: str, uid: int | None, gid: int | None,
+                 env: dict[str, str]) -> tuple[str, users.Identity]:
+    """Mount the image's root and pivot into it; then, inside: the user, HOME, cwd and the executable's path."""
+    try:
+        mounts.enter(rootfs, cwd)
+    except mounts.MountError as e:
+        raise StartError(str(e)) from e
+    ident = _identity(str(rootfs.get("image_user") or ""), uid, gid, env)
+    _chdir(cwd)
+    return resolve(executable, env), ident  # as runc: after the chdir, so a relative ./name is found in cwd
+
+
+def _chdir(cwd: str) -> None:
+    try:
+        os.chdir(cwd)
+    except OSError as e:
+        why = (e.strerror or str(e)).lower()
+        raise StartError(f'chdir to cwd ("{cwd}") set in config.json failed: {why}') from e
+
+
+def register(pids_fd: int, record: str) -> None:
+    """``<pod_dir>/pids/<our pid>`` = the record name: pause records our exit status under it (pause.py)."""
+    fd = os.open(str(os.getpid()), os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666, dir_fd=pids_fd)
+    with open(fd, "w") as f:
+        f.write(record)
+    os.close(pids_fd)
+
+
 def enter_and_fork(req: dict[str, Any], pidfd: int, nstypes: int) -> dict[str, Any]:
     """setns into ``pidfd``'s namespaces, start the process described by ``req`` and wait until it has exec'd.
 
@@ -145,6 +224,7 @@ def enter_and_fork(req: dict[str, Any], pidfd: int, nstypes: int) -> dict[str, A
     Returns ``{"pid": host pid, "start": start time}`` or raises StartError with the message of the failed step.
     """
     proc_fd = os.open("/proc", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)  # the host's, before any setns
+    pids_fd = os.open(f"{req['pod_dir']}/pids", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     cgroup_fds = [os.open(p, os.O_WRONLY | os.O_CLOEXEC) for p in req.get("cgroup_procs") or []]
     req = dict(req, _cgroup_fds=cgroup_fds)
     _sys.setns(pidfd, nstypes)
@@ -159,7 +239,7 @@ def enter_and_fork(req: dict[str, Any], pidfd: int, nstypes: int) -> dict[str, A
                 os.close(info_r)
                 os.close(go_w)
                 os.close(err_r)
-                _child(req, proc_fd, info_w, go_r, err_w)
+                _child(req, proc_fd, pids_fd, info_w, go_r, err_w)
         finally:
             os._exit(0)
     for fd in (info_w, go_r, err_w, *cgroup_fds):
@@ -172,6 +252,7 @@ def enter_and_fork(req: dict[str, Any], pidfd: int, nstypes: int) -> dict[str, A
     pid = int(raw)
     start = _sys.start_time(pid, proc_fd)  # it waits on go_r, so it cannot have exited yet
     os.close(proc_fd)
+    os.close(pids_fd)
     os.write(go_w, b"1")
     os.close(go_w)
     chunks = []
