@@ -199,6 +199,7 @@ class ContainerRunner:
             rec.image_id = image.image_id
             self._stop_signals[c.name] = stop_signal(image.content.config.stop_signal)
             rec.image_env = list(image.content.config.env)
+            rec.image_user, rec.image_cwd = proc.image_user, proc.cwd
             if not argv:
                 self._config_error(c, rec, "CreateContainerError", "failed to generate container spec: no command "
                                    "specified")

@@ -22,6 +22,13 @@ from minikubelet.runtime.linux import LinuxRuntime
 _records = itertools.count(1)
 
 
+def _on_image(rec: ContainerRecord, spec: Container) -> tuple[str | None, str | None]:
+    """(image user, cwd) of an exec'd command: the container's own on an image, (None, workingDir) on the node."""
+    if rec.image_id:
+        return rec.image_user, rec.image_cwd or spec.working_dir
+    return None, spec.working_dir
+
+
 def _target(
     w: PodState, node: NodeFacts, container: str
 ) -> tuple[ContainerRecord, Container, int, int, dict[str, str]]:
@@ -44,10 +51,12 @@ async def exec_start(
     w: PodState, runtime: LinuxRuntime, node: NodeFacts, container: str, argv: list[str], fds: tuple[int, ...],
     tty: bool,
 ) -> tuple[int, int, str]:
-    _, spec, pid, start, env = _target(w, node, container)
+    rec, spec, pid, start, env = _target(w, node, container)
     record = f"exec.{next(_records)}"
+    image_user, cwd = _on_image(rec, spec)
     host_pid, host_start = await runtime.exec_process(
-        w.pod.uid, pid, start, record, argv, env, spec.working_dir, spec.run_as_user, spec.run_as_group, fds, tty
+        w.pod.uid, pid, start, record, argv, env, cwd, spec.run_as_user, spec.run_as_group, fds, tty,
+        image_user=image_user,
     )
     return host_pid, host_start, record
 
@@ -62,10 +71,11 @@ async def exec_exit_code(w: PodState, runtime: LinuxRuntime, record: str) -> int
 async def exec_in_container(
     w: PodState, runtime: LinuxRuntime, node: NodeFacts, container: str, argv: list[str], timeout: float
 ) -> tuple[int | None, bytes]:
-    _, spec, pid, start, env = _target(w, node, container)
+    rec, spec, pid, start, env = _target(w, node, container)
+    image_user, cwd = _on_image(rec, spec)
     return await runtime.exec_sync(
-        w.pod.uid, w.sandbox, pid, start, f"exec.{next(_records)}", argv, env, spec.working_dir, spec.run_as_user,
-        spec.run_as_group, timeout,
+        w.pod.uid, w.sandbox, pid, start, f"exec.{next(_records)}", argv, env, cwd, spec.run_as_user,
+        spec.run_as_group, timeout, image_user=image_user,
     )
 
 

@@ -73,6 +73,8 @@ class ContainerRecord:
     started: bool = False
     image_id: str = ""  # repo@sha256:... of the image the newest instance runs ("" on the node's filesystem)
     image_env: list[str] = field(default_factory=list)  # the image's Env, for exec'd commands
+    image_user: str = ""  # the image's User, for exec'd commands
+    image_cwd: str = ""  # the container's working directory on its image, for exec'd commands
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

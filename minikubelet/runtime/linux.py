@@ -170,6 +170,7 @@ class LinuxRuntime:
     async def exec_process(
         self, uid: str, target_pid: int, target_start: int, record: str, argv: list[str], env: dict[str, str],
         cwd: str | None, user: int | None, group: int | None, fds: tuple[int, ...], tty: bool = False,
+        image_user: str | None = None,
     ) -> tuple[int, int]:
         """Start ``argv`` inside a running container (its NET/IPC/UTS/PID and mount namespaces).
 
@@ -182,6 +183,8 @@ class LinuxRuntime:
         joins: dict[str, Any] = {}
         if self.cgroups is not None:  # an exec'd command counts against its container's limits, as with runc
             joins = {"cgroup_procs": self.cgroups.tree.procs_files_of(target_pid)}
+        if image_user is not None:  # on an image: the container's user, looked up in its own /etc/passwd
+            joins["image_user"] = image_user
         reply = await self.zygote.request(
             "exec", **joins, fds=fds, target_pid=target_pid, target_start=target_start, pod_dir=str(self.pod_dir(uid)),
             record=record, argv=argv, env=env, cwd=cwd, uid=user, gid=group, tty=tty,
@@ -207,7 +210,7 @@ class LinuxRuntime:
     async def exec_sync(
         self, uid: str, sandbox: Sandbox | None, target_pid: int, target_start: int, record: str, argv: list[str],
         env: dict[str, str], cwd: str | None, user: int | None, group: int | None, timeout: float,
-        limit: int = 10 * 1024,
+        limit: int = 10 * 1024, image_user: str | None = None,
     ) -> tuple[int | None, bytes]:
         """Run a command in a container and wait: (exit code, stdout then stderr, each capped at ``limit``).
 
@@ -219,7 +222,7 @@ class LinuxRuntime:
         null = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
         try:
             pid, start = await self.exec_process(uid, target_pid, target_start, record, argv, env, cwd, user,
-                                                 group, (null, out_w, err_w))
+                                                 group, (null, out_w, err_w), image_user=image_user)
         finally:
             for fd in (null, out_w, err_w):
                 os.close(fd)
