@@ -24,13 +24,13 @@ from aiohttp import web
 from minikubelet.api.errors import not_found_error
 from minikubelet.api.pods import check_namespace
 from minikubelet.api.selectors import label_selector
+from minikubelet.pod.spec import Pod
 from minikubelet.pod.status import State
 from minikubelet.runtime.proc import start_time
 from minikubelet.timefmt import rfc3339
 
 if TYPE_CHECKING:
     from minikubelet.api.context import ApiContext, CgroupFigures
-    from minikubelet.pod.spec import Pod
     from minikubelet.pod.worker import PodWorker
 
 __all__ = [
@@ -114,14 +114,19 @@ class Sampler:
         # cgroup, None when that process is in none of ours
         self.cgroup_usage: Callable[[int], tuple[int, int] | None] | None = None
         # /stats/summary's (api/summary.py): the figures of a pod's cgroup or of one container instance's
-        self.cgroup_stats: Callable[[Pod, str | None], CgroupFigures | None] | None = None
+        self.cgroup_stats: Callable[[Pod, str | None, bool], CgroupFigures | None] | None = None
 
-    def usage(self, targets: dict[Key, tuple[int, int | None]]) -> dict[Key, tuple[float, int, float]]:
+    def usage(self, targets: dict[Key, tuple[int, int | None]],
+              cgroups: dict[Key, tuple[Pod, str]] | None = None) -> dict[Key, tuple[float, int, float]]:
         """(CPU cores, memory bytes, window seconds) per target key; blocking: call it in a thread. The node is
-        ``NODE_KEY``; a container whose process is gone is left out."""
+        ``NODE_KEY``; a container whose process is gone is left out. ``cgroups`` names a container's cgroup leaf
+        (its pod and record), read by path rather than found through its pid."""
         out: dict[Key, tuple[float, int, float]] = {}
         for key, (pid, start) in targets.items():
-            after = self._read(key, pid, start)
+            leaf = cgroups.get(key) if cgroups else None
+            got = self.cgroup_stats(*leaf, False) if leaf is not None and self.cgroup_stats is not None else None
+            after = Reading(time.monotonic(), got.cpu_ns / 1e9, got.working_set) if got is not None \
+                else self._read(key, pid, start)
             if after is None:
                 continue
             born = boot_at() if key == NODE_KEY else born_at(start)
@@ -176,12 +181,13 @@ def _window(seconds: float) -> str:
     return f"{seconds:.3f}s"
 
 
-def _running(w: PodWorker) -> dict[str, tuple[int, int | None]]:
-    out: dict[str, tuple[int, int | None]] = {}
+def _running(w: PodWorker) -> dict[str, tuple[int, int | None, str]]:
+    """name -> (pid, start, record: its cgroup leaf) of every running container."""
+    out: dict[str, tuple[int, int | None, str]] = {}
     for c in w.pod.spec.containers:
         rec = w.state.records.get(c.name)
         if rec is not None and rec.state is State.RUNNING and rec.pid is not None:
-            out[c.name] = (rec.pid, rec.start)
+            out[c.name] = (rec.pid, rec.start, f"{c.name}.{rec.instances - 1}")
     return out
 
 
@@ -194,21 +200,26 @@ async def list_pod_metrics(server: ApiContext, request: web.Request) -> web.Resp
     workers = [w for w in server.workers() if w.state.terminating is None and (ns is None or w.pod.namespace == ns)
                and (name is None or w.pod.name == name) and labels(w.pod.labels)]
     targets: dict[Key, tuple[int, int | None]] = {}
+    leaves: dict[Key, tuple[Pod, str]] = {}
     for w in workers:
-        for cname, (pid, start) in _running(w).items():
-            targets[(w.pod.uid, cname, pid, start or 0)] = (pid, start)
-    usage = await asyncio.to_thread(server.metrics.usage, targets) if targets else {}
+        for cname, (pid, start, record) in _running(w).items():
+            key = (w.pod.uid, cname, pid, start or 0)
+            targets[key] = (pid, start)
+            leaves[key] = (w.pod, record)
+    usage = await asyncio.to_thread(server.metrics.usage, targets, leaves) if targets else {}
     items = []
     stamp = rfc3339(time.time())
+    by_pod: dict[str, list[tuple[Key, tuple[float, int, float]]]] = {}
+    for k, u in usage.items():
+        by_pod.setdefault(k[0], []).append((k, u))
     for w in workers:
-        containers = [{"name": k[1], "usage": {"cpu": _cpu(u[0]), "memory": _memory(u[1])}}
-                      for k, u in usage.items() if k[0] == w.pod.uid]
-        if not containers:
+        mine = by_pod.get(w.pod.uid)
+        if not mine:
             continue  # metrics-server has nothing for a pod that runs no container yet
-        window = max(u[2] for k, u in usage.items() if k[0] == w.pod.uid)
-        meta = server.snapshot(w)["metadata"]
+        containers = [{"name": k[1], "usage": {"cpu": _cpu(u[0]), "memory": _memory(u[1])}} for k, u in mine]
+        window = max(u[2] for _, u in mine)
         items.append({"metadata": {"name": w.pod.name, "namespace": w.pod.namespace,
-                                   "creationTimestamp": meta.get("creationTimestamp"), "labels": w.pod.labels},
+                                   "creationTimestamp": rfc3339(w.state.created_at), "labels": w.pod.labels},
                       "timestamp": stamp, "window": _window(window), "containers": containers})
     if name is not None:
         if not items:

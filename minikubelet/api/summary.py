@@ -85,7 +85,8 @@ async def get_summary(server: ApiContext, request: web.Request) -> web.Response:
 def _collect(sampler: UsageSampler, node_name: str, plans: list[PodPlan], data_dir: Path,
              images: Any, with_fs: bool) -> dict[str, Any]:
     node = _node(sampler, node_name, data_dir, images, with_fs)
-    pods = [_pod(sampler, p, with_fs) for p in plans]
+    stamp = rfc3339(time.time())
+    pods = [_pod(sampler, p, with_fs, stamp) for p in plans]
     return {"node": node, "pods": pods}
 
 
@@ -150,16 +151,15 @@ def _wall_to_monotonic(wall: float | None) -> float | None:
     return None if wall is None else time.monotonic() - max(0.0, time.time() - wall)
 
 
-def _pod(sampler: UsageSampler, p: PodPlan, with_fs: bool) -> dict[str, Any]:
+def _pod(sampler: UsageSampler, p: PodPlan, with_fs: bool, stamp: str | None) -> dict[str, Any]:
     read = sampler.cgroup_stats
     uid = p.pod.uid
-    stamp = rfc3339(time.time())
     containers: list[dict[str, Any]] = []
     total_cpu_ns, total_cores, memory = 0, 0, [0, 0, 0]
     for c in p.containers:
         entry: dict[str, Any] = {"name": c.name, "startTime": rfc3339(c.started_at)}
         key = (uid, c.name, c.pid, c.start or 0)
-        stats = read(p.pod, c.record) if read is not None else None
+        stats = read(p.pod, c.record, True) if read is not None else None
         if stats is not None:
             entry["cpu"] = _cpu(sampler, key, stats.cpu_ns, born_at(c.start), stamp)
             entry["memory"] = _memory(stats, stamp)
@@ -180,7 +180,7 @@ def _pod(sampler: UsageSampler, p: PodPlan, with_fs: bool) -> dict[str, Any]:
     out: dict[str, Any] = {"podRef": {"name": p.pod.name, "namespace": p.pod.namespace, "uid": uid},
                            "startTime": rfc3339(p.start_time if p.start_time is not None else p.created),
                            "containers": containers}
-    pod_stats = read(p.pod, None) if read is not None else None
+    pod_stats = read(p.pod, None, True) if read is not None else None
     if pod_stats is not None:
         out["cpu"] = _cpu(sampler, (uid, "", 0, 0), pod_stats.cpu_ns, _wall_to_monotonic(p.created), stamp)
         out["memory"] = _memory(pod_stats, stamp)

@@ -97,7 +97,7 @@ def test_a_pod_without_cgroups_gets_its_processes_figures() -> None:
     plan = summary.PodPlan(pod, time.time() - 5, time.time() - 5, None,
                            [summary.ContainerPlan("main", me, start, time.time() - 5, "main.0")])
     sampler = Sampler()
-    out = summary._pod(sampler, plan, with_fs=True)
+    out = summary._pod(sampler, plan, True, "2026-01-01T00:00:00Z")
     [c] = out["containers"]
     assert c["memory"]["workingSetBytes"] > 0 and c["cpu"]["usageCoreNanoSeconds"] > 0
     assert out["memory"]["workingSetBytes"] == c["memory"]["workingSetBytes"]
