@@ -233,11 +233,10 @@ async def list_node_metrics(server: ApiContext, request: web.Request) -> web.Res
     if name is not None and name != server.node_name:
         raise not_found_error("nodes.metrics.k8s.io", name)
     labels = label_selector(request.query.get("labelSelector"))
-    node_meta = server.node.to_api()["metadata"]
-    node_labels = node_meta.get("labels") or {}
+    node_labels = dict(sorted(server.node.labels.items()))  # not to_api(): that reads /proc and statvfs here
     usage = await asyncio.to_thread(server.metrics.usage, {NODE_KEY: (0, None)})
     cores, memory, window = usage[NODE_KEY]
-    item = {"metadata": {"name": server.node_name, "creationTimestamp": node_meta.get("creationTimestamp"),
+    item = {"metadata": {"name": server.node_name, "creationTimestamp": rfc3339(server.node.created_at),
                          "labels": node_labels}, "timestamp": rfc3339(time.time()), "window": _window(window),
             "usage": {"cpu": _cpu(cores), "memory": _memory(memory)}}
     if name is not None:
