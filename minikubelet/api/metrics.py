@@ -39,7 +39,7 @@ __all__ = [
 
 GROUP_VERSION = "metrics.k8s.io/v1beta1"
 MIN_WINDOW = 0.2  # seconds: a newer reading is too close to measure a rate against
-STALE = 300.0  # seconds: a series with no reading for this long is forgotten
+RECENT = 60.0  # seconds: an older reading of a container or pod is no window start (its life so far is)
 KEEP = 8  # readings kept per series (the newest window start and the ones too recent to be one yet)
 NODE_KEY = ("", "", 0, 0)
 
@@ -102,10 +102,10 @@ Key = tuple[str, str, int, int]  # (pod uid, container, pid, start): a new proce
 class Sampler:
     """Recent readings of every container (and the node, and /stats/summary's pods), to measure a rate against.
 
-    A rate runs from the newest reading at least ``MIN_WINDOW`` old; when there is none (a first call), from the
-    start of the counter: the process's start for a container (its cgroup and its /proc times count from zero
-    there), boot for the node. So no call ever sleeps to take a second reading. Thread-safe: both kubectl top and
-    /stats/summary read in worker threads."""
+    A rate runs from the newest reading at least ``MIN_WINDOW`` old and, but for the node's, at most ``RECENT``;
+    when there is none (a first call), from the start of the counter: the process's start for a container (its
+    cgroup and its /proc times count from zero there), boot for the node. So no call ever sleeps to take a second
+    reading. Thread-safe: both kubectl top and /stats/summary read in worker threads."""
 
     def __init__(self) -> None:
         self._series: dict[Key, list[Reading]] = {}
@@ -136,10 +136,11 @@ class Sampler:
         return out
 
     def prune(self) -> None:
-        """Forget the series not read for ``STALE`` seconds (containers that are gone, pods no longer asked for)."""
+        """Forget the series not read for ``RECENT`` seconds (containers that are gone, pods no longer asked for);
+        the node's is kept: its next window runs from its last reading, however old."""
         now = time.monotonic()
         with self._lock:
-            for k in [k for k, s in self._series.items() if now - s[-1].at > STALE]:
+            for k in [k for k, s in self._series.items() if now - s[-1].at > RECENT and k != NODE_KEY]:
                 del self._series[k]
 
     def rate(self, key: Key, cpu_seconds: float, born: float | None) -> tuple[float, float]:
@@ -151,7 +152,8 @@ class Sampler:
         where the counter started from zero (None: unknown, then a first reading gives 0 over no window)."""
         with self._lock:
             series = self._series.get(key, [])
-            before = next((r for r in reversed(series) if after.at - r.at >= MIN_WINDOW), None)
+            oldest = float("inf") if key == NODE_KEY else RECENT
+            before = next((r for r in reversed(series) if MIN_WINDOW <= after.at - r.at <= oldest), None)
             if before is None:
                 before = Reading(born, 0.0, 0) if born is not None else after
             newer = [r for r in series if r.at > before.at][-(KEEP - 2):]  # all too recent to start a window

@@ -11,7 +11,7 @@ from pathlib import Path, PurePosixPath
 import pytest
 
 from minikubelet.api import summary
-from minikubelet.api.metrics import MIN_WINDOW, NODE_KEY, Reading, Sampler, born_at
+from minikubelet.api.metrics import MIN_WINDOW, NODE_KEY, RECENT, Reading, Sampler, born_at
 from minikubelet.cgroups.detect import Mounts
 from minikubelet.cgroups.stats import read_stats
 from minikubelet.cgroups.tree import Cgroups
@@ -51,11 +51,16 @@ def test_node_usage_never_sleeps_and_measures_since_boot() -> None:
     assert window > 1 and 0 < cores <= (os.cpu_count() or 1) and memory > 0
 
 
-def test_stale_series_are_forgotten() -> None:
+def test_an_old_reading_is_no_window_start_but_the_nodes_is() -> None:
     s = Sampler()
-    s._rate(KEY, Reading(time.monotonic() - 1000, 1.0, 0), born=None)
+    now = time.monotonic()
+    s._rate(KEY, Reading(now - RECENT - 10, 1.0, 0), born=None)
+    s._rate(NODE_KEY, Reading(now - RECENT - 10, 100.0, 0), born=None)
+    assert s._rate(KEY, Reading(now, 9.0, 0), born=now - 90) == (pytest.approx(0.1), pytest.approx(90))
+    assert s._rate(NODE_KEY, Reading(now, 107.0, 0), born=now - 10**5)[1] == pytest.approx(RECENT + 10)
+    s._series[KEY] = [Reading(now - RECENT - 1, 1.0, 0)]
     s.prune()
-    assert KEY not in s._series
+    assert KEY not in s._series and NODE_KEY in s._series
 
 
 def write(d: Path, files: dict[str, str]) -> None:
