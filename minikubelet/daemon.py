@@ -20,6 +20,7 @@ import psutil
 from minikubelet.api.app import ApiServer
 from minikubelet.cgroups.admission import parse_reserved
 from minikubelet.cgroups.pods import open_cgroups
+from minikubelet.cgroups.stats import StatsReader
 from minikubelet.errors import MinikubeletError, NetworkError, VolumeError
 from minikubelet.events import EventRecorder
 from minikubelet.images.layers import LayerStore
@@ -181,6 +182,7 @@ class Daemon:
                              probe_stats=self._probe_stats, probe_metrics=self.probes.metrics.render)
         if self.runtime.cgroups is not None:  # kubectl top from the cgroups' counters (working set, cpu usage)
             self.api.metrics.cgroup_usage = self.runtime.cgroups.usage_of_pid
+            self.api.metrics.cgroup_stats = StatsReader(self.runtime.cgroups)  # /stats/summary's figures
 
     def _manifest_refused(self, path: str, message: str) -> None:
         """A refused manifest reaches kubectl users: a Warning event on the Node (describe node shows the file)."""

@@ -8,6 +8,7 @@
   probes    500 pods with httpGet liveness probes (CPU, lateness); liveness failure -> pod serving again
   unpack    the Debian nginx root layer into the layer store, beside GNU tar (scripts/bench_unpack.py)
   pull      a 30 MB 3-layer image from a loopback registry, download+verify beside skopeo copy (bench_pull.py)
+  top       with 250 pods: `kubectl top pod` wall time and /stats/summary latency (scripts/bench_top.py)
   all       all of the above (default)
   soak      30 min of churn (create, label, delete, probe failures, daemon SIGKILL + restart at random points),
             then RSS, fds, pods, duplicates and leaks (``--minutes N`` to shorten; not part of ``all``)
@@ -287,7 +288,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("what", nargs="?", default="all",
                     choices=["all", "start", "stop", "overhead", "scale", "api", "probes", "soak", "unpack", "pull",
-                             "limits"])
+                             "limits", "top"])
     ap.add_argument("--runs", type=int, default=None, help="repetitions (default 30; 10 for probes)")
     ap.add_argument("--vs-podman", action="store_true")
     ap.add_argument("--json", type=Path, help="also write the figures as JSON here")
@@ -302,7 +303,7 @@ def main() -> None:
         from scripts.bench_soak import run as soak
 
         results.update(soak(args.minutes, args.seed))
-    elif args.what not in ("probes", "unpack", "pull"):
+    elif args.what not in ("probes", "unpack", "pull", "top"):
         with Bench(args.runs or 30, args.vs_podman) as b:
             if args.what in ("all", "start", "stop"):
                 b.start_stop()
@@ -327,6 +328,10 @@ def main() -> None:
         from scripts.bench_pull import run as run_pull
 
         results.update(run_pull("pull", args.runs or 10))
+    if args.what in ("all", "top"):  # its own daemon: scripts/bench_top.py
+        from scripts.bench_top import run as run_top
+
+        results.update(run_top("top", args.runs or 30))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 

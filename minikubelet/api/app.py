@@ -17,7 +17,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from minikubelet.api import access, discovery, logfilter, metrics, nodes, podpatch, unserved
+from minikubelet.api import access, discovery, logfilter, metrics, nodes, podpatch, summary, unserved
 from minikubelet.api import events as api_events
 from minikubelet.api import pods as api_pods
 from minikubelet.api.auth import auth_middleware
@@ -134,6 +134,8 @@ class ApiServer:
             web.post("/apis/authorization.k8s.io/v1/selfsubjectrulesreviews", self.route(access.rules_review)),
             web.get("/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/{name}",
                     self.route(nodes.get_node_lease)),
+            web.get("/stats/summary", self.route(summary.get_summary)),
+            web.get("/api/v1/nodes/{name}/proxy/stats/summary", self.route(summary.get_summary)),
             web.get("/apis/metrics.k8s.io/v1beta1", metrics.resource_list),
             web.get("/apis/metrics.k8s.io/v1beta1/nodes", self.route(metrics.list_node_metrics)),
             web.get("/apis/metrics.k8s.io/v1beta1/nodes/{name}", self.route(metrics.list_node_metrics)),

@@ -21,10 +21,41 @@ from minikubelet.pod.worker import PodWorker
 UsageKey = tuple[str, str, int, int]  # (pod uid, container, pid, start), as api/metrics.py keys its readings
 
 
+class CgroupFigures(Protocol):
+    """One cgroup's counters as /stats/summary reports them (cgroups/stats.py ``CgroupStats``)."""
+
+    @property
+    def cpu_ns(self) -> int: ...
+    @property
+    def usage(self) -> int: ...
+    @property
+    def working_set(self) -> int: ...
+    @property
+    def rss(self) -> int: ...
+    @property
+    def page_faults(self) -> int: ...
+    @property
+    def major_page_faults(self) -> int: ...
+    @property
+    def limit(self) -> int | None: ...
+
+
 class UsageSampler(Protocol):
     """kubectl top's readings (api/metrics.py ``Sampler``): (cores, bytes, window seconds) per key."""
 
-    def usage(self, targets: dict[UsageKey, tuple[int, int | None]]) -> dict[UsageKey, tuple[float, int, float]]: ...
+    def usage(self, targets: dict[UsageKey, tuple[int, int | None]],
+              cgroups: dict[UsageKey, tuple[Pod, str]] | None = None) -> dict[UsageKey, tuple[float, int, float]]: ...
+
+    def rate(self, key: UsageKey, cpu_seconds: float, born: float | None) -> tuple[float, float]:
+        """(cores, window seconds) of a cumulative CPU series read now (api/summary.py's figures)."""
+        ...
+
+    @property
+    def cgroup_stats(self) -> Callable[[Pod, str | None, bool], CgroupFigures | None] | None:
+        """The figures of a pod's cgroup (record None) or of a container instance's (``<name>.<n>``), with its
+        memory limit if asked; None when it has none, or when the host has no cgroups (cgroups/stats.py
+        ``StatsReader``)."""
+        ...
 
 
 class ApiContext(Protocol):

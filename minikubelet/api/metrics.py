@@ -1,18 +1,18 @@
 """The resource metrics API (``metrics.k8s.io/v1beta1``) that ``kubectl top pod`` and ``kubectl top node`` read.
 
-On a cluster metrics-server serves it from the kubelets' cAdvisor figures; here the daemon measures its own pods
-from /proc (psutil): a container's usage is that of its main process and every descendant (CPU as a rate between
-two readings, memory as resident set size), the node's from the machine's counters. The first request after a
-while reads twice, ``FIRST_WINDOW`` apart; later ones use the reading before as the start of their window, as
-metrics-server does with its scrapes. With cgroups (``Sampler.cgroup_usage``) a container's figures are its cgroup's
-(working set, cpu usage) and a first request takes the container's life so far as its window: no second reading.
-Reading /proc happens in a worker thread, never on the event loop.
+On a cluster metrics-server serves it from the kubelets' cAdvisor figures; here the daemon measures its own pods:
+with cgroups (``Sampler.cgroup_usage``) a container's figures are its cgroup's (working set, cpu usage), else from
+/proc (psutil: its main process and every descendant, memory as resident set size); the node's from /proc/stat and
+the machine's memory. CPU is a rate from the reading before (as metrics-server does with its scrapes); a first
+request takes the counter's life so far as its window (the container's since it started, the node's since boot), so
+no request ever sleeps for a second reading. Reading /proc happens in a worker thread, never on the event loop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,12 +24,13 @@ from aiohttp import web
 from minikubelet.api.errors import not_found_error
 from minikubelet.api.pods import check_namespace
 from minikubelet.api.selectors import label_selector
+from minikubelet.pod.spec import Pod
 from minikubelet.pod.status import State
 from minikubelet.runtime.proc import start_time
 from minikubelet.timefmt import rfc3339
 
 if TYPE_CHECKING:
-    from minikubelet.api.context import ApiContext
+    from minikubelet.api.context import ApiContext, CgroupFigures
     from minikubelet.pod.worker import PodWorker
 
 __all__ = [
@@ -37,8 +38,9 @@ __all__ = [
 ]
 
 GROUP_VERSION = "metrics.k8s.io/v1beta1"
-FIRST_WINDOW = 0.5  # seconds between the two readings of a first request
-STALE = 60.0  # an older reading is not a usable window start
+MIN_WINDOW = 0.2  # seconds: a newer reading is too close to measure a rate against
+RECENT = 60.0  # seconds: an older reading of a container or pod is no window start (its life so far is)
+KEEP = 8  # readings kept per series (the newest window start and the ones too recent to be one yet)
 NODE_KEY = ("", "", 0, 0)
 
 
@@ -49,7 +51,7 @@ class Reading:
     memory_bytes: int
 
 
-def _tree_reading(pid: int, start: int | None) -> Reading | None:
+def tree_reading(pid: int, start: int | None) -> Reading | None:
     """CPU seconds and RSS of a process and its descendants (reaped descendants' CPU included), None if gone."""
     try:
         root = psutil.Process(pid)
@@ -70,67 +72,103 @@ def _tree_reading(pid: int, start: int | None) -> Reading | None:
     return Reading(time.monotonic(), cpu, memory)
 
 
-def _node_reading() -> Reading:
+def node_cpu_seconds() -> float:
+    """Busy CPU seconds of the machine since boot, from /proc/stat (guest time is already in user time)."""
     t = psutil.cpu_times()
-    busy = sum(t) - t.idle - getattr(t, "iowait", 0.0) - getattr(t, "guest", 0.0) - getattr(t, "guest_nice", 0.0)
+    return sum(t) - t.idle - getattr(t, "iowait", 0.0) - getattr(t, "guest", 0.0) - getattr(t, "guest_nice", 0.0)
+
+
+def _node_reading() -> Reading:
     vm = psutil.virtual_memory()
-    return Reading(time.monotonic(), busy, vm.total - vm.available)
+    return Reading(time.monotonic(), node_cpu_seconds(), vm.total - vm.available)
+
+
+def born_at(start: int | None) -> float | None:
+    """The monotonic instant a process started (``start`` in clock ticks since boot), None if unknown."""
+    if start is None:
+        return None
+    age = time.clock_gettime(time.CLOCK_BOOTTIME) - start / os.sysconf("SC_CLK_TCK")
+    return time.monotonic() - max(age, 0.0)
+
+
+def boot_at() -> float:
+    """The monotonic instant of boot: where the node's /proc/stat counters started from zero."""
+    return time.monotonic() - time.clock_gettime(time.CLOCK_BOOTTIME)
 
 
 Key = tuple[str, str, int, int]  # (pod uid, container, pid, start): a new process starts a new series
 
 
 class Sampler:
-    """The last reading of every container (and the node), to measure a rate against."""
+    """Recent readings of every container (and the node, and /stats/summary's pods), to measure a rate against.
+
+    A rate runs from the newest reading at least ``MIN_WINDOW`` old and, but for the node's, at most ``RECENT``;
+    when there is none (a first call), from the start of the counter: the process's start for a container (its
+    cgroup and its /proc times count from zero there), boot for the node. So no call ever sleeps to take a second
+    reading. Thread-safe: both kubectl top and /stats/summary read in worker threads."""
 
     def __init__(self) -> None:
-        self._last: dict[Key, Reading] = {}
+        self._series: dict[Key, list[Reading]] = {}
+        self._lock = threading.Lock()
         # the daemon's cgroup counters when it has cgroups: pid -> (cpu ns, working set bytes) of its container's
-        # cgroup, None when that process is in none of ours; then a first call needs no second reading
+        # cgroup, None when that process is in none of ours
         self.cgroup_usage: Callable[[int], tuple[int, int] | None] | None = None
+        # /stats/summary's (api/summary.py): the figures of a pod's cgroup or of one container instance's
+        self.cgroup_stats: Callable[[Pod, str | None, bool], CgroupFigures | None] | None = None
 
-    def usage(self, targets: dict[Key, tuple[int, int | None]]) -> dict[Key, tuple[float, int, float]]:
+    def usage(self, targets: dict[Key, tuple[int, int | None]],
+              cgroups: dict[Key, tuple[Pod, str]] | None = None) -> dict[Key, tuple[float, int, float]]:
         """(CPU cores, memory bytes, window seconds) per target key; blocking: call it in a thread. The node is
-        ``NODE_KEY``; a container whose process is gone is left out."""
-        now = time.monotonic()
-        fresh = [k for k in targets if k not in self._last or not 0.2 <= now - self._last[k].at <= STALE]
-        first: dict[Key, Reading | None] = {}
-        for k in fresh:
-            pid, start = targets[k]
-            first[k] = self._since_start(k, pid, start)
-        pending = {k: self._read(k, *targets[k]) for k in fresh if first[k] is None}
-        first.update(pending)
-        if pending:
-            time.sleep(FIRST_WINDOW)
+        ``NODE_KEY``; a container whose process is gone is left out. ``cgroups`` names a container's cgroup leaf
+        (its pod and record), read by path rather than found through its pid."""
         out: dict[Key, tuple[float, int, float]] = {}
         for key, (pid, start) in targets.items():
-            before = first.get(key) or self._last.get(key)
-            after = self._read(key, pid, start)
-            if before is None or after is None:
-                self._last.pop(key, None)
+            leaf = cgroups.get(key) if cgroups else None
+            got = self.cgroup_stats(*leaf, False) if leaf is not None and self.cgroup_stats is not None else None
+            after = Reading(time.monotonic(), got.cpu_ns / 1e9, got.working_set) if got is not None \
+                else self._read(key, pid, start)
+            if after is None:
                 continue
-            window = max(after.at - before.at, 1e-3)
-            out[key] = (max(0.0, after.cpu_seconds - before.cpu_seconds) / window, after.memory_bytes, window)
-            self._last[key] = after
-        for key in [k for k in self._last if k not in targets]:
-            del self._last[key]
+            born = boot_at() if key == NODE_KEY else born_at(start)
+            cores, window = self._rate(key, after, born)
+            out[key] = (cores, after.memory_bytes, window)
+        self.prune()
         return out
+
+    def prune(self) -> None:
+        """Forget the series not read for ``RECENT`` seconds (containers that are gone, pods no longer asked for);
+        the node's is kept: its next window runs from its last reading, however old."""
+        now = time.monotonic()
+        with self._lock:
+            for k in [k for k, s in self._series.items() if now - s[-1].at > RECENT and k != NODE_KEY]:
+                del self._series[k]
+
+    def rate(self, key: Key, cpu_seconds: float, born: float | None) -> tuple[float, float]:
+        """(cores, window seconds) of the cumulative CPU series ``key`` read now; see ``_rate``."""
+        return self._rate(key, Reading(time.monotonic(), cpu_seconds, 0), born)
+
+    def _rate(self, key: Key, after: Reading, born: float | None) -> tuple[float, float]:
+        """(cores, window seconds) of the series ``key`` up to ``after``, which is then remembered. ``born`` is
+        where the counter started from zero (None: unknown, then a first reading gives 0 over no window)."""
+        with self._lock:
+            series = self._series.get(key, [])
+            oldest = float("inf") if key == NODE_KEY else RECENT
+            before = next((r for r in reversed(series) if MIN_WINDOW <= after.at - r.at <= oldest), None)
+            if before is None:
+                before = Reading(born, 0.0, 0) if born is not None else after
+            newer = [r for r in series if r.at > before.at][-(KEEP - 2):]  # all too recent to start a window
+            self._series[key] = [*([before] if before in series else []), *newer, after]
+        window = after.at - before.at
+        if window <= 0:
+            return 0.0, 0.0
+        return max(0.0, after.cpu_seconds - before.cpu_seconds) / max(window, 1e-3), window
 
     def _read(self, key: Key, pid: int, start: int | None) -> Reading | None:
         if key == NODE_KEY:
             return _node_reading()
         if self.cgroup_usage is not None and (got := self.cgroup_usage(pid)) is not None:
             return Reading(time.monotonic(), got[0] / 1e9, got[1])
-        return _tree_reading(pid, start)
-
-    def _since_start(self, key: Key, pid: int, start: int | None) -> Reading | None:
-        """With cgroups, a first window is the container's life so far: its cgroup counted from zero at its start."""
-        if key == NODE_KEY or self.cgroup_usage is None or start is None or self.cgroup_usage(pid) is None:
-            return None
-        age = time.clock_gettime(time.CLOCK_BOOTTIME) - start / os.sysconf("SC_CLK_TCK")
-        if age <= 0.05:
-            return None
-        return Reading(time.monotonic() - age, 0.0, 0)
+        return tree_reading(pid, start)
 
 
 def _cpu(cores: float) -> str:
@@ -145,12 +183,13 @@ def _window(seconds: float) -> str:
     return f"{seconds:.3f}s"
 
 
-def _running(w: PodWorker) -> dict[str, tuple[int, int | None]]:
-    out: dict[str, tuple[int, int | None]] = {}
+def _running(w: PodWorker) -> dict[str, tuple[int, int | None, str]]:
+    """name -> (pid, start, record: its cgroup leaf) of every running container."""
+    out: dict[str, tuple[int, int | None, str]] = {}
     for c in w.pod.spec.containers:
         rec = w.state.records.get(c.name)
         if rec is not None and rec.state is State.RUNNING and rec.pid is not None:
-            out[c.name] = (rec.pid, rec.start)
+            out[c.name] = (rec.pid, rec.start, f"{c.name}.{rec.instances - 1}")
     return out
 
 
@@ -163,21 +202,26 @@ async def list_pod_metrics(server: ApiContext, request: web.Request) -> web.Resp
     workers = [w for w in server.workers() if w.state.terminating is None and (ns is None or w.pod.namespace == ns)
                and (name is None or w.pod.name == name) and labels(w.pod.labels)]
     targets: dict[Key, tuple[int, int | None]] = {}
+    leaves: dict[Key, tuple[Pod, str]] = {}
     for w in workers:
-        for cname, (pid, start) in _running(w).items():
-            targets[(w.pod.uid, cname, pid, start or 0)] = (pid, start)
-    usage = await asyncio.to_thread(server.metrics.usage, targets) if targets else {}
+        for cname, (pid, start, record) in _running(w).items():
+            key = (w.pod.uid, cname, pid, start or 0)
+            targets[key] = (pid, start)
+            leaves[key] = (w.pod, record)
+    usage = await asyncio.to_thread(server.metrics.usage, targets, leaves) if targets else {}
     items = []
     stamp = rfc3339(time.time())
+    by_pod: dict[str, list[tuple[Key, tuple[float, int, float]]]] = {}
+    for k, u in usage.items():
+        by_pod.setdefault(k[0], []).append((k, u))
     for w in workers:
-        containers = [{"name": k[1], "usage": {"cpu": _cpu(u[0]), "memory": _memory(u[1])}}
-                      for k, u in usage.items() if k[0] == w.pod.uid]
-        if not containers:
+        mine = by_pod.get(w.pod.uid)
+        if not mine:
             continue  # metrics-server has nothing for a pod that runs no container yet
-        window = max(u[2] for k, u in usage.items() if k[0] == w.pod.uid)
-        meta = server.snapshot(w)["metadata"]
+        containers = [{"name": k[1], "usage": {"cpu": _cpu(u[0]), "memory": _memory(u[1])}} for k, u in mine]
+        window = max(u[2] for _, u in mine)
         items.append({"metadata": {"name": w.pod.name, "namespace": w.pod.namespace,
-                                   "creationTimestamp": meta.get("creationTimestamp"), "labels": w.pod.labels},
+                                   "creationTimestamp": rfc3339(w.state.created_at), "labels": w.pod.labels},
                       "timestamp": stamp, "window": _window(window), "containers": containers})
     if name is not None:
         if not items:
@@ -191,11 +235,10 @@ async def list_node_metrics(server: ApiContext, request: web.Request) -> web.Res
     if name is not None and name != server.node_name:
         raise not_found_error("nodes.metrics.k8s.io", name)
     labels = label_selector(request.query.get("labelSelector"))
-    node_meta = server.node.to_api()["metadata"]
-    node_labels = node_meta.get("labels") or {}
+    node_labels = dict(sorted(server.node.labels.items()))  # not to_api(): that reads /proc and statvfs here
     usage = await asyncio.to_thread(server.metrics.usage, {NODE_KEY: (0, None)})
     cores, memory, window = usage[NODE_KEY]
-    item = {"metadata": {"name": server.node_name, "creationTimestamp": node_meta.get("creationTimestamp"),
+    item = {"metadata": {"name": server.node_name, "creationTimestamp": rfc3339(server.node.created_at),
                          "labels": node_labels}, "timestamp": rfc3339(time.time()), "window": _window(window),
             "usage": {"cpu": _cpu(cores), "memory": _memory(memory)}}
     if name is not None:
