@@ -9,6 +9,8 @@
   layer (cached beside it); ``Cmd ["nginx","-g","daemon off;"]``, ``ExposedPorts 80/tcp``, ``StopSignal SIGQUIT``.
   Pushed as ``library/nginx:1.14``, ``1.14.2`` and ``latest``. Debian's default site serves
   ``/var/www/html/index.nginx-debian.html`` at ``/`` with 200, nginx running as root without systemd.
+* redis: the same with ``redis-server`` (~75 s cold, cached the same way), ``Cmd ["redis-server",
+  "--protected-mode", "no"]``, ``WorkingDir /data``, as ``library/redis:7`` and ``latest`` (examples/redis-pod.yml).
 
 ``image_registry`` is a session fixture: a docker-registry (tests/registry.py) with all of these pushed.
 ``write_registries`` writes the k3s ``registries.yaml`` mirroring docker.io to it (root-owned, 0600) and
@@ -20,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import gzip
+import hashlib
 import io
 import json
 import os
@@ -52,6 +55,7 @@ GROUP = "root:x:0:\nnobody:x:65534:\napp:x:1000:\n"
 INDEX_HTML = "<html><body><h1>busybox httpd: it works</h1></body></html>\n"
 NGINX_TAGS = ("1.14", "1.14.2", "latest")
 BUSYBOX_TAGS = ("latest", "1.36")
+REDIS_TAGS = ("7", "latest")
 LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
 LAYER_ZSTD = "application/vnd.oci.image.layer.v1.tar+zstd"
 MTIME = 1_700_000_000
@@ -110,14 +114,58 @@ def busybox_layer() -> LayerBlob:
 
 @functools.cache
 def nginx_layer() -> LayerBlob:
-    """The mmdebstrap nginx root (tests/imagefs.py, cached) as a zstd blob, cached beside it by its diff_id."""
-    layer = imagefs.nginx_root()[0]
-    out = imagefs.CACHE / f"nginx-layer-{layer.diff_id[7:23]}.tar.zst"
+    """The mmdebstrap nginx root (tests/imagefs.py ``nginx_root``, cached) as a zstd blob."""
+    return zstd_layer(imagefs.nginx_root()[0])
+
+
+def debian_root(package: str) -> imagefs.Layer:
+    """Debian bookworm with ``package`` (mmdebstrap ``--variant=essential``, docs excluded, no /dev nodes), one tar
+    cached in tests/imagefs.py's cache keyed by the mmdebstrap and package candidate versions (~25-75 s cold)."""
+    mm = subprocess.run(["mmdebstrap", "--version"], capture_output=True, text=True, check=True).stdout.strip()
+    policy = subprocess.run(["apt-cache", "policy", package], capture_output=True, text=True).stdout
+    cand = next((line.split()[-1] for line in policy.splitlines() if "Candidate:" in line), "unknown")
+    key = hashlib.sha256(f"{mm} {package} {cand}".encode()).hexdigest()[:16]
+    out = imagefs.CACHE / f"{package}-bookworm-{key}.tar"
+    if out.exists():
+        return imagefs.Layer.of(out)
+    imagefs.CACHE.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(f".part{os.getpid()}.tar")
+    excludes = [f"--dpkgopt=path-exclude=/usr/share/{d}/*" for d in ("doc", "man", "locale", "info")]
+    try:
+        subprocess.run(
+            [
+                "mmdebstrap",
+                "--quiet",
+                "--variant=essential",
+                f"--include={package}",
+                "--format=tar",
+                "--skip=output/dev",
+                *excludes,
+                "bookworm",
+                str(tmp),
+            ],
+            check=True,
+            stdin=subprocess.DEVNULL,
+        )
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return imagefs.Layer.of(out)
+
+
+def zstd_layer(layer: imagefs.Layer) -> LayerBlob:
+    """``layer`` as a zstd blob, cached beside it by its diff_id."""
+    out = imagefs.CACHE / f"layer-{layer.diff_id[7:23]}.tar.zst"
     if not out.exists():
-        part = out.with_suffix(".part")
+        part = out.with_suffix(f".part{os.getpid()}")
         imagefs.compress(layer, part, "zstd")
         os.replace(part, out)
     return LayerBlob(Blob(LAYER_ZSTD, out.read_bytes()), layer.diff_id)
+
+
+@functools.cache
+def redis_layer() -> LayerBlob:
+    return zstd_layer(debian_root("redis-server"))
 
 
 # ----- images ------------------------------------------------------------------------------------------------
@@ -173,6 +221,18 @@ def nginx_image() -> Image:
     )
 
 
+def redis_image() -> Image:
+    return image_of(
+        [redis_layer()],
+        {
+            "Env": [DEFAULT_PATH],
+            "Cmd": ["redis-server", "--protected-mode", "no"],
+            "ExposedPorts": {"6379/tcp": {}},
+            "WorkingDir": "/data",
+        },
+    )
+
+
 # Same busybox layer, other configs: the image config -> process rules.
 ENTRY_CONFIG: dict[str, Any] = {
     "Entrypoint": ["sh", "-c"],
@@ -219,14 +279,15 @@ def push_busybox(reg: LocalRegistry, digests: dict[str, str] | None = None) -> d
     return out
 
 
-def push_nginx(reg: LocalRegistry, digests: dict[str, str]) -> None:
+def push_debian(reg: LocalRegistry, digests: dict[str, str]) -> None:
+    """nginx (library/nginx:1.14, 1.14.2, latest) and redis (library/redis:7, latest)."""
     p = Pusher(reg.url, reg.username, reg.password)
-    img = nginx_image()
-    for b in img.blobs:
-        _retry(lambda b=b: p.blob("library/nginx", b))
-    for tag in NGINX_TAGS:
-        p.manifest("library/nginx", tag, img.manifest)
-        digests[f"library/nginx:{tag}"] = img.manifest.digest
+    for repo, img, tags in (("library/nginx", nginx_image(), NGINX_TAGS), ("library/redis", redis_image(), REDIS_TAGS)):
+        for b in img.blobs:
+            _retry(lambda b=b, repo=repo: p.blob(repo, b))
+        for tag in tags:
+            p.manifest(repo, tag, img.manifest)
+            digests[f"{repo}:{tag}"] = img.manifest.digest
 
 
 def _retry(fn: Any, tries: int = 3) -> None:
@@ -241,12 +302,13 @@ def _retry(fn: Any, tries: int = 3) -> None:
 
 
 @contextlib.contextmanager
-def serving_registry(nginx: bool = True) -> Iterator[ImageRegistry]:
-    """A fresh anonymous registry with busybox (and nginx unless told not to) pushed; stopped and removed on exit."""
+def serving_registry(debian: bool = True) -> Iterator[ImageRegistry]:
+    """A fresh anonymous registry with busybox (and nginx and redis unless told not to) pushed; stopped and removed
+    on exit."""
     with running_registry("anonymous") as reg:
         digests = push_busybox(reg)
-        if nginx:
-            push_nginx(reg, digests)
+        if debian:
+            push_debian(reg, digests)
         yield ImageRegistry(reg, digests)
 
 
