@@ -340,6 +340,13 @@ def restart_registry(reg: LocalRegistry) -> None:
             time.sleep(0.05)
 
 
+def image_pod(name: str, containers: list[dict[str, Any]], **spec: Any) -> str:
+    """A pod manifest that runs on its images: never the node-filesystem annotation (tests/harness.py pod_yaml may
+    add it by default for the tests that run node programs)."""
+    doc = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": {"containers": containers, **spec}}
+    return json.dumps(doc)
+
+
 def write_registries(path: Path, registry: ImageRegistry | LocalRegistry) -> Path:
     """k3s registries.yaml mirroring docker.io to ``registry`` (root-owned, 0600: it may hold credentials)."""
     host = registry.host

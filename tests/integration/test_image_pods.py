@@ -12,13 +12,14 @@ from typing import Any
 
 import pytest
 
-from tests.harness import DaemonHarness, events_of, find_events, http_get, pod_yaml, wait_pod
+from tests.harness import DaemonHarness, events_of, find_events, http_get, wait_pod
 from tests.integration.test_kubectl import Kubectl
 from tests.testimages import (
     INDEX_HTML,
     PASSWD,
     ImageRegistry,
     image_daemon,
+    image_pod,
     image_registry,  # noqa: F401 - the session fixture
     restart_registry,
     serving_registry,
@@ -121,14 +122,14 @@ def test_kubectl_run_busybox_runs_on_the_image_root(
 
 def test_busybox_httpd_serves_from_the_image(daemon: DaemonHarness) -> None:
     web = {"name": "web", "image": "busybox:1.36", "command": ["httpd", "-f", "-p", "8080", "-h", "/www"]}
-    daemon.write("web.yaml", pod_yaml("web", [web]))
+    daemon.write("web.yaml", image_pod("web", [web]))
     pod = daemon.wait_running("web", timeout=PULL_TIMEOUT)
     ip = pod["status"]["podIP"]
     assert daemon.wait_for(lambda: http_get(f"http://{ip}:8080/") == INDEX_HTML, 20, "httpd answers /")
     assert pod["spec"]["containers"][0]["imagePullPolicy"] == "IfNotPresent"
 
     # a second pod of the same image: no pull, the kubelet's "already present"
-    daemon.write("web2.yaml", pod_yaml("web2", [dict(web, name="web2")]))
+    daemon.write("web2.yaml", image_pod("web2", [dict(web, name="web2")]))
     daemon.wait_running("web2", timeout=PULL_TIMEOUT)
     assert messages(daemon, "web2", "Pulled") == ['Container image "busybox:1.36" already present on machine']
     assert not messages(daemon, "web2", "Pulling")
@@ -155,7 +156,7 @@ def test_image_entrypoint_cmd_env_workingdir(kubectl: Kubectl, daemon: DaemonHar
             "env": [{"name": "SHARED", "value": "expanded"}],
         },
     ]
-    daemon.write("entry.yaml", pod_yaml("entry", containers, restartPolicy="Never"))
+    daemon.write("entry.yaml", image_pod("entry", containers, restartPolicy="Never"))
 
     def logs(c: str) -> str:
         return kubectl("logs", "entry", "-c", c).strip()
@@ -178,7 +179,7 @@ def test_image_entrypoint_cmd_env_workingdir(kubectl: Kubectl, daemon: DaemonHar
 
 def test_missing_image_and_pull_policy_never(daemon: DaemonHarness, run_id: str) -> None:
     missing = f"busybox-nope-{run_id}:1"
-    daemon.write("nope.yaml", pod_yaml("nope", [{"name": "main", "image": missing, "command": ["sleep", "9"]}]))
+    daemon.write("nope.yaml", image_pod("nope", [{"name": "main", "image": missing, "command": ["sleep", "9"]}]))
     w = wait_waiting(daemon, "nope", "main", "ErrImagePull")
     assert f'failed to pull and unpack image "docker.io/library/{missing}"' in w["message"]
     assert "not found" in w["message"]
@@ -192,7 +193,7 @@ def test_missing_image_and_pull_policy_never(daemon: DaemonHarness, run_id: str)
 
     never = f"busybox:never-{run_id}"
     spec = {"name": "main", "image": never, "imagePullPolicy": "Never", "command": ["sleep", "9"]}
-    daemon.write("never.yaml", pod_yaml("never", [spec]))
+    daemon.write("never.yaml", image_pod("never", [spec]))
     w = wait_waiting(daemon, "never", "main", "ErrImageNeverPull")
     text = f'Container image "{never}" is not present with pull policy of Never'
     assert w["message"] == text
@@ -204,7 +205,7 @@ def test_registry_down_then_back(run_id: str, tmp_path: Path) -> None:
     with serving_registry(debian=False) as served, image_daemon(run_id, served, tmp_path, prefix="down") as daemon:
         served.registry.stop()
         daemon.write(
-            "down.yaml", pod_yaml("down", [{"name": "main", "image": "busybox:1.36", "command": ["sleep", "3600"]}])
+            "down.yaml", image_pod("down", [{"name": "main", "image": "busybox:1.36", "command": ["sleep", "3600"]}])
         )
         w = wait_waiting(daemon, "down", "main", "ErrImagePull")
         assert served.host in w["message"], w  # the error names the mirror it could not reach
@@ -234,7 +235,7 @@ def test_run_as_non_root_against_the_image_user(kubectl: Kubectl, daemon: Daemon
             "securityContext": {"runAsNonRoot": True, "runAsUser": 65534},
         },
     ]
-    daemon.write("nonroot.yaml", pod_yaml("nonroot", containers))
+    daemon.write("nonroot.yaml", image_pod("nonroot", containers))
     uid = daemon.wait_for(lambda: uid_of(daemon, "nonroot"), 20, "the pod")
     pod_id = f'"nonroot_default({uid})"'
     w = wait_waiting(daemon, "nonroot", "root", "CreateContainerConfigError")
@@ -263,7 +264,7 @@ def test_read_only_root_filesystem(kubectl: Kubectl, daemon: DaemonHarness) -> N
         "command": ["sleep", "3600"],
         "securityContext": {"readOnlyRootFilesystem": True},
     }
-    daemon.write("ro.yaml", pod_yaml("ro", [spec]))
+    daemon.write("ro.yaml", image_pod("ro", [spec]))
     daemon.wait_running("ro", timeout=PULL_TIMEOUT)
     touched = kubectl.run("exec", "ro", "--", "touch", "/x", check=False)
     assert touched.returncode != 0
@@ -293,7 +294,7 @@ def test_empty_dir_shared_and_memory(kubectl: Kubectl, daemon: DaemonHarness, ru
         {"name": "shared", "emptyDir": {}},
         {"name": "mem", "emptyDir": {"medium": "Memory", "sizeLimit": "16Mi"}},
     ]
-    daemon.write("vols.yaml", pod_yaml("vols", containers, volumes=volumes))
+    daemon.write("vols.yaml", image_pod("vols", containers, volumes=volumes))
     daemon.wait_running("vols", timeout=PULL_TIMEOUT)
     daemon.wait_for(lambda: kubectl("logs", "vols", "-c", "reader").strip() == f"hello-{run_id}", 20, "reader read")
     uid = uid_of(daemon, "vols")
@@ -323,7 +324,7 @@ def test_host_path_directory_missing_is_failed_mount(daemon: DaemonHarness, run_
         "volumeMounts": [{"name": "data", "mountPath": "/data"}],
     }
     volumes = [{"name": "data", "hostPath": {"path": missing, "type": "Directory"}}]
-    daemon.write("hp.yaml", pod_yaml("hp", [spec], volumes=volumes))
+    daemon.write("hp.yaml", image_pod("hp", [spec], volumes=volumes))
     found = daemon.wait_for(lambda: messages(daemon, "hp", "FailedMount"), PULL_TIMEOUT, "FailedMount event")
     assert any('"data"' in m and missing in m for m in found), found
     assert [e["type"] for e in events_of(daemon, "hp") if e["reason"] == "FailedMount"][0] == "Warning"
@@ -336,9 +337,9 @@ def test_host_path_directory_missing_is_failed_mount(daemon: DaemonHarness, run_
 def test_deleted_pods_leave_nothing(daemon: DaemonHarness) -> None:
     """Several pods, a restart of one container (a fresh upper dir, the old one removed), then delete all."""
     spec = {"name": "main", "image": "busybox:1.36", "command": ["sh", "-c", "echo x > /f; sleep 1; exit 1"]}
-    daemon.write("restarts.yaml", pod_yaml("restarts", [spec]))
+    daemon.write("restarts.yaml", image_pod("restarts", [spec]))
     daemon.write(
-        "sleeper.yaml", pod_yaml("sleeper", [{"name": "main", "image": "busybox:1.36", "command": ["sleep", "3600"]}])
+        "sleeper.yaml", image_pod("sleeper", [{"name": "main", "image": "busybox:1.36", "command": ["sleep", "3600"]}])
     )
     daemon.wait_running("sleeper", timeout=PULL_TIMEOUT)
     wait_pod(daemon, "restarts", lambda p: p["status"]["containerStatuses"][0]["restartCount"] >= 1, 60, "a restart")

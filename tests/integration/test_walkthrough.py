@@ -233,9 +233,6 @@ def test_liveness_restarts_nginx(kubectl: Kubectl, daemon: DaemonHarness) -> Non
     pod = daemon.wait_running("nginx-pod-liveness", timeout=60)
     assert daemon.pause_pid("nginx-pod-liveness") != pause0
     wait_serving(daemon, pod["status"]["podIP"])  # a fresh writable layer: the image's index is back
-    # nginx stopped on the image's StopSignal (SIGQUIT: a graceful quit, exit 0) when the probe killed it
-    last = pod["status"]["containerStatuses"][0]["lastState"]["terminated"]
-    assert last["exitCode"] == 0, last
     assert kubectl("delete", "pod", "nginx-pod-liveness").strip().startswith('pod "nginx-pod-liveness" deleted')
     daemon.wait_gone("nginx-pod-liveness")
 
