@@ -67,9 +67,9 @@ def uid_of(daemon: DaemonHarness, name: str) -> str:
 
 
 def overlay_mounts(daemon: DaemonHarness) -> list[str]:
-    """Mount lines of the host naming this daemon's data dir (overlays, tmpfs volumes)."""
+    """Mount lines of the host naming this daemon's data or run dir (overlays, tmpfs volumes, the pods' shm)."""
     text = Path("/proc/self/mountinfo").read_text()
-    return [line for line in text.splitlines() if str(daemon.data_dir) in line]
+    return [line for line in text.splitlines() if str(daemon.data_dir) in line or str(daemon.run_dir) in line]
 
 
 def assert_released(daemon: DaemonHarness, uid: str) -> None:
