@@ -106,9 +106,11 @@ def test_kubectl_run_busybox_runs_on_the_image_root(
     assert "work" not in top and "usr" not in top  # host directories the busybox image lacks
     assert kubectl("exec", "bb", "--", "cat", "/etc/hostname").strip() == "bb"
     assert "\tbb\n" in kubectl("exec", "bb", "--", "cat", "/etc/hosts")
-    env = dict(line.split("=", 1) for line in kubectl("exec", "bb", "--", "env").splitlines() if "=" in line)
-    assert env["PATH"] == "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-    assert env["HOME"] == "/root" and env["HOSTNAME"] == "bb"
+    # the container's own environment (its main process): PATH default, HOME from passwd, HOSTNAME
+    environ = kubectl("exec", "bb", "--", "sh", "-c", "tr '\\0' '\\n' < /proc/$(pidof sleep)/environ")
+    env = dict(line.split("=", 1) for line in environ.splitlines() if "=" in line)
+    assert env["PATH"] == "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", env
+    assert env["HOME"] == "/root" and env["HOSTNAME"] == "bb", env
     # the container's writes land in its own upper dir, never on the host
     kubectl("exec", "bb", "--", "sh", "-c", "echo mine > /etc/only-in-bb")
     assert not Path("/etc/only-in-bb").exists()
