@@ -160,8 +160,9 @@ def test_image_entrypoint_cmd_env_workingdir(kubectl: Kubectl, daemon: DaemonHar
     ]
     daemon.write("entry.yaml", image_pod("entry", containers, restartPolicy="Never"))
 
-    def logs(c: str) -> str:
-        return kubectl("logs", "entry", "-c", c).strip()
+    def logs(c: str) -> str:  # "" while the container has not started
+        out = kubectl.run("logs", "entry", "-c", c, check=False)
+        return out.stdout.strip() if out.returncode == 0 else ""
 
     daemon.wait_for(
         lambda: logs("image") and logs("args") and logs("command") and logs("both"),
