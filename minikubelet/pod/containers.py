@@ -197,6 +197,7 @@ class ContainerRunner:
                 self.hooks.wake_in(BACKOFF_ON_PREPARE)
                 return
             rec.image_id = image.image_id
+            rec.image = image.content.reference  # as containerd reports it: docker.io/library/busybox:latest
             self._stop_signals[c.name] = stop_signal(image.content.config.stop_signal)
             rec.image_env = list(image.content.config.env)
             rec.image_user, rec.image_cwd = proc.image_user, proc.cwd
@@ -289,24 +290,29 @@ class ContainerRunner:
             self._images[c.name] = await self.images.ensure(
                 pod, c, lambda type_, reason, message: self.hooks.event(type_, reason, message, c.name)
             )
-        except ImagePullError as e:
+        except ImagePullError as e:  # the status says why; the worker tries again when the back-off allows
+            self._pulls.pop(c.name, None)
+            self.hooks.event("Warning", "Failed", f"Error: {e.reason}", c.name)  # the kubelet's startContainer
             if rec.state is not State.RUNNING:
                 if rec.state is State.TERMINATED:
                     rec.last_terminated, rec.terminated = rec.terminated, None
                 rec.state, rec.reason, rec.message = State.WAITING, e.reason, e.message
                 self.hooks.persist()
                 self.hooks.changed()
-            self.hooks.wake_in(e.retry_in)
+            asyncio.get_running_loop().call_later(e.retry_in, self.hooks.wake)  # the worker may be asleep now
+            return
         except asyncio.CancelledError:
+            self._pulls.pop(c.name, None)
             raise
         except Exception as e:  # never let a pull's surprise kill the pod: show it and retry
+            self._pulls.pop(c.name, None)
             log.exception("Image pull failed unexpectedly pod=%s container=%s image=%s", pod.key, c.name, c.image)
             rec.state, rec.reason, rec.message = State.WAITING, "ErrImagePull", str(e) or repr(e)
             self.hooks.changed()
-            self.hooks.wake_in(IMAGE_RETRY_SECONDS)
-        finally:
-            self._pulls.pop(c.name, None)
-        self.hooks.wake()
+            asyncio.get_running_loop().call_later(IMAGE_RETRY_SECONDS, self.hooks.wake)
+            return
+        self._pulls.pop(c.name, None)
+        self.hooks.wake()  # the image is ready: start the container now
 
     async def _prepare_rootfs(
         self, c: Container, instance: int, image: ResolvedImage, image_user: str
