@@ -9,6 +9,8 @@
   unpack    the Debian nginx root layer into the layer store, beside GNU tar (scripts/bench_unpack.py)
   pull      a 30 MB 3-layer image from a loopback registry, download+verify beside skopeo copy (bench_pull.py)
   top       with 250 pods: `kubectl top pod` wall time and /stats/summary latency (scripts/bench_top.py)
+  image-start  a cached busybox image: manifest -> HTTP 200 from its httpd (scripts/bench_image.py), --vs-podman
+  image-scale  250 pods of one image -> all answering; store growth, writable layers, pause PSS
   all       all of the above (default)
   soak      30 min of churn (create, label, delete, probe failures, daemon SIGKILL + restart at random points),
             then RSS, fds, pods, duplicates and leaks (``--minutes N`` to shorten; not part of ``all``)
@@ -288,7 +290,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("what", nargs="?", default="all",
                     choices=["all", "start", "stop", "overhead", "scale", "api", "probes", "soak", "unpack", "pull",
-                             "limits", "top"])
+                             "limits", "top", "image-start", "image-scale"])
     ap.add_argument("--runs", type=int, default=None, help="repetitions (default 30; 10 for probes)")
     ap.add_argument("--vs-podman", action="store_true")
     ap.add_argument("--json", type=Path, help="also write the figures as JSON here")
@@ -303,7 +305,7 @@ def main() -> None:
         from scripts.bench_soak import run as soak
 
         results.update(soak(args.minutes, args.seed))
-    elif args.what not in ("probes", "unpack", "pull", "top"):
+    elif args.what not in ("probes", "unpack", "pull", "top", "image-start", "image-scale"):
         with Bench(args.runs or 30, args.vs_podman) as b:
             if args.what in ("all", "start", "stop"):
                 b.start_stop()
@@ -332,6 +334,10 @@ def main() -> None:
         from scripts.bench_top import run as run_top
 
         results.update(run_top("top", args.runs or 30))
+    if args.what in ("all", "image-start", "image-scale"):  # its own registry and daemon: scripts/bench_image.py
+        from scripts.bench_image import run as run_image
+
+        results.update(run_image("all" if args.what == "all" else args.what, args.runs or 20, args.vs_podman))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 
