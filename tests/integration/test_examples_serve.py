@@ -139,7 +139,7 @@ def test_example_runs_and_serves(started: Started, path: Path) -> None:
             want = f"hello from init-demo at {ip} as 65534 in /tmp"
             daemon.wait_for(lambda want=want: logs(started, "init-demo", "app").strip() == want, 20, "init log")
         if name == "pair":
-            daemon.wait_for(lambda: "busybox httpd" in logs(started, "pair", "client"), 20, "pair client log")
+            daemon.wait_for(lambda: "hello from the pair server" in logs(started, "pair", "client"), 20, "pair log")
 
 
 def probe_window(doc: dict[str, Any]) -> float:
