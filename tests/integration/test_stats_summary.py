@@ -129,7 +129,9 @@ def test_top_pod_and_node_against_known_load(daemon: DaemonHarness, kubectl: Kub
     assert 50 <= busy_m <= 350, f"kubectl top shows the 200m-limited busy loop at {busy_m}m"
     hold_mi = int(usage["hold"][1].removesuffix("Mi"))
     assert 60 <= hold_mi <= 100, f"kubectl top shows the 64 MiB holder at {hold_mi}Mi"
-    assert int(usage["hold"][0].removesuffix("m")) < 50  # it only sleeps
+    time.sleep(1)  # a first call averages the holder's life so far, start-up included (slow in the tcg guest)
+    later = {r[0]: r[1:] for r in rows(kubectl("top", "pod"))[1:]}
+    assert int(later["hold"][0].removesuffix("m")) < 50, later  # over the last second it only sleeps
 
     time.sleep(1)
     node = rows(kubectl("top", "node"))
