@@ -43,3 +43,28 @@ def test_pod_with_probe_becomes_ready_and_answers(daemon: DaemonHarness) -> None
 
         shutil.rmtree(root, ignore_errors=True)
     assert json.loads(daemon.get_text("/pods"))["items"] == []
+
+
+def test_pod_on_an_image_with_a_probe_becomes_ready_and_answers(run_id: str, tmp_path: Path) -> None:
+    """busybox pulled from a loopback registry (the guest's docker-registry) mirrored as docker.io, on an overlay
+    root, with a readiness probe: what users run, on the machine they run it on (cgroup v2, systemd)."""
+    from tests.testimages import INDEX_HTML, image_daemon, image_pod, serving_registry
+
+    with serving_registry(debian=False) as served, image_daemon(run_id, served, tmp_path, prefix="vmimg") as daemon:
+        web = {"name": "web", "image": "busybox:1.36", "command": ["httpd", "-f", "-p", "8080", "-h", "/www"],
+               "readinessProbe": {"httpGet": {"path": "/index.html", "port": 8080}, "periodSeconds": 1},
+               "resources": {"limits": {"cpu": "500m", "memory": "64Mi"}}}
+        daemon.write("web.yaml", image_pod("web", [web]))
+
+        def ready() -> dict[str, object] | None:
+            p = daemon.pod("web")
+            conds = {c["type"]: c["status"] for c in (p or {}).get("status", {}).get("conditions", [])}
+            return p if conds.get("Ready") == "True" else None
+
+        pod = daemon.wait_for(ready, timeout=180, what="pod web on its image Ready")
+        status = pod["status"]  # type: ignore[index]
+        assert status["containerStatuses"][0]["imageID"].startswith("docker.io/library/busybox@sha256:")
+        assert status["qosClass"] == "Guaranteed"
+        assert http_get(f"http://{status['podIP']}:8080/index.html") == INDEX_HTML
+        daemon.remove("web.yaml")
+        daemon.wait_gone("web")
