@@ -8,7 +8,8 @@ file (plain bytes, as every log file) and to every attached client, writes clien
 exits when the container's output side is closed (the container exited), after draining.
 
 Frames on the socket (both ways): 1 byte type, 4 bytes big-endian length, payload. Types: 0 stdin (to the relay),
-1 stdout, 2 stderr (from it), 4 resize (payload: width, height as two big-endian u16), 255 close stdin.
+1 stdout, 2 stderr (from it), 4 resize (payload: width, height as two big-endian u16), 255 close stdin (only
+with stdinOnce, as the first attacher's disconnect; without it the container's stdin stays open for the next).
 """
 
 from __future__ import annotations
@@ -192,8 +193,8 @@ class Relay:
             width, height = struct.unpack(">HH", payload)
             with contextlib.suppress(OSError):
                 fcntl.ioctl(self.master, termios.TIOCSWINSZ, struct.pack("HHHH", height, width, 0, 0))
-        elif kind == CLOSE:
-            self._close_stdin()
+        elif kind == CLOSE and self.stdin_once:  # as the kubelet: an attacher's end of input ends the container's
+            self._close_stdin()                  # only with stdinOnce (else the next attacher goes on typing)
 
     def _close_stdin(self) -> None:
         if self.stdin is None:

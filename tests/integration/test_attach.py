@@ -26,8 +26,8 @@ def _keys(session: str, text: str) -> None:
     subprocess.run(["tmux", "send-keys", "-t", session, text, "Enter"], check=True)
 
 
-def _env(kubectl: Kubectl) -> str:
-    return " ".join(f"{k}={kubectl.env[k]}" for k in ("KUBECONFIG", "KUBECACHEDIR"))
+def _env(k8s: Kubectl) -> str:
+    return " ".join(f"{k}={k8s.env[k]}" for k in ("KUBECONFIG", "KUBECACHEDIR"))
 
 
 def test_run_it_then_attach_with_resize_across_a_restart(
@@ -67,7 +67,11 @@ def test_attach_it_with_resize_across_a_restart(
 
     daemon.stop()
     daemon.start()
-    daemon.wait_running("bb", 30)
+    try:
+        daemon.wait_running("bb", 30)
+    except AssertionError:
+        print(daemon.log()[-6000:])
+        raise
     script2 = tmp_path / "attach.sh"
     script2.write_text(f"{_env(kubectl)} {kubectl.binary} attach -it bb; echo ATTACH-EXIT=$?; sleep 600\n")
     _tmux(tmux_session, script2)
