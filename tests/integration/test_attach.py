@@ -72,6 +72,7 @@ def test_attach_it_with_resize_across_a_restart(
     except AssertionError:
         print(daemon.log()[-6000:])
         raise
+    assert daemon.container("bb", "bb")["restartCount"] == 0, "the same shell, not a new instance"
     script2 = tmp_path / "attach.sh"
     script2.write_text(f"{_env(kubectl)} {kubectl.binary} attach -it bb; echo ATTACH-EXIT=$?; sleep 600\n")
     _tmux(tmux_session, script2)
@@ -98,3 +99,15 @@ def test_run_rm_i_with_piped_stdin(daemon: DaemonHarness, kubectl: Kubectl) -> N
     assert p.returncode == 0, (p.stdout, p.stderr)
     daemon.wait_gone("cat1")
     assert "Traceback" not in daemon.log()
+
+
+def test_attach_to_a_container_without_stdin_or_tty_says_why(daemon: DaemonHarness, kubectl: Kubectl,  # noqa: F811
+                                                             tmp_path: Path) -> None:
+    manifest = tmp_path / "plain.yaml"
+    manifest.write_text(pod_yaml("plain", [{"name": "plain", "image": "busybox", "command": [BUSYBOX, "sleep", "60"]}]))
+    assert kubectl("apply", "-f", str(manifest)).returncode == 0
+    daemon.wait_running("plain", 30)
+    p = kubectl("attach", "plain", timeout=30)
+    assert p.returncode != 0
+    assert "has neither stdin nor tty" in p.stderr, p.stderr
+    assert "kubectl logs -f plain" in p.stderr
