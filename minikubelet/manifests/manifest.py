@@ -21,8 +21,7 @@ Accepted fields (the full table with comments is ``schema.py``):
   hostPort, hostIP), securityContext (runAsUser, runAsGroup, runAsNonRoot; privileged, allowPrivilegeEscalation,
   readOnlyRootFilesystem, capabilities are recorded), volumeMounts (name, mountPath, subPath, readOnly,
   mountPropagation None), livenessProbe/readinessProbe/startupProbe (exec, httpGet, tcpSocket); ignored but
-  echoed: imagePullPolicy, resources, resizePolicy, terminationMessagePath, terminationMessagePolicy, stdin,
-  stdinOnce, tty.
+  echoed: imagePullPolicy, resources, resizePolicy, terminationMessagePath, terminationMessagePolicy.
 - status: accepted and dropped (the API reports live status).
 
 Rejected with a reason when set: metadata.generateName; spec.serviceAccountName, serviceAccount, imagePullSecrets,
@@ -474,6 +473,9 @@ def _build_container(c: dict[str, Any], pod_sc: dict[str, Any]) -> Container:
         capabilities_drop=tuple(caps.get("drop") or ()),
         requests=_quantities(c, "requests"),
         limits=_quantities(c, "limits"),
+        stdin=bool(c.get("stdin")),
+        stdin_once=bool(c.get("stdinOnce")),
+        tty=bool(c.get("tty")),
     )
 
 

@@ -14,9 +14,6 @@ _NOTE = "is accepted but not enforced by this node (minikubelet)"
 
 # container field -> (value that is enforced or harmless, why)
 _CONTAINER: dict[str, str] = {
-    "stdin": "containers get no stdin yet (kubectl attach and run -it are not supported); use kubectl exec -it",
-    "stdinOnce": "containers get no stdin yet",
-    "tty": "containers get no terminal yet; use kubectl exec -it POD -- sh",
     "resizePolicy": "resources are not resized in place: a changed limit applies when the container restarts",
 }
 _CONTAINER_SECURITY: dict[str, str] = {

@@ -10,7 +10,7 @@ shares (about 1.3 MB per pod instead of the ~4 MB of an exec'd Python). The zygo
 pause processes (grandchildren) are re-parented to it and reaped here while the daemon runs. It dies with the
 daemon (PDEATHSIG) and the pods stay: they are then re-parented to the host's init.
 
-Requests: ``{"id": N, "op": "sandbox"|"spawn"|"exec"|"netconf"|"connect"|"mount_tmpfs"|"umount"|"ping", ...}``
+Requests: ``{"id": N, "op": "sandbox"|"spawn"|"exec"|"relay"|"netconf"|"connect"|"mount_tmpfs"|"umount"|"ping", ...}``
 (``mount_tmpfs`` and ``umount`` act in the host's mount namespace: nsexec/hostmount.py);
 replies: ``{"id": N, "ok": true, ...}`` or ``{"id": N, "ok": false, "reason": R, "error": MESSAGE}``; a ``connect``
 reply carries the connected socket as SCM_RIGHTS.
@@ -29,7 +29,7 @@ import socket
 import sys
 from typing import Any, NoReturn
 
-from minikubelet.nsexec import _sys, hostmount, netconf, pause
+from minikubelet.nsexec import _sys, hostmount, netconf, pause, relay
 from minikubelet.nsexec.spawn import StartError, enter_and_fork, open_target
 
 MAX_MESSAGE = 1 << 20
@@ -94,9 +94,13 @@ def write_sandbox_trace(pod_dir: str, pid: int, start: int) -> None:
         raise
 
 
-def op_spawn(req: dict[str, Any]) -> dict[str, Any]:
-    """A container's main process in the pod's namespaces, with its own mount namespace and /proc."""
+def op_spawn(req: dict[str, Any], fds: list[int] | None = None) -> dict[str, Any]:
+    """A container's main process in the pod's namespaces, with its own mount namespace and /proc.
+
+    With fds (from its relay: the pty slave with ``tty``, else stdin, stdout, stderr) they are its stdio."""
     pidfd = open_target(req["pause_pid"], req["pause_start"])
+    if fds:
+        req = dict(req, tty_fd=fds[0]) if req.get("tty") else dict(req, stdio_fds=fds[:3])
     return enter_and_fork(dict(req, mount_proc=True), pidfd, _sys.POD_NAMESPACES)
 
 
@@ -149,7 +153,9 @@ def handle(sock: socket.socket, req: dict[str, Any], fds: list[int]) -> NoReturn
         if op == "sandbox":
             result = op_sandbox(req)
         elif op == "spawn":
-            result = op_spawn(req)
+            result = op_spawn(req, fds)
+        elif op == "relay":
+            result = relay.op_relay(req)
         elif op == "exec":
             result = op_exec(req, fds)
         elif op == "netconf":

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import time
 from pathlib import Path
@@ -216,9 +217,17 @@ class ContainerRunner:
         rec.container_id = container_id(pod.uid, c.name, instance)
         now = time.time()
         try:
-            pid, start = await self.runtime.start_process(
-                pod, sandbox, record, argv, env, cwd, c.run_as_user, c.run_as_group, log_path, rootfs=rootfs
-            )
+            fds: tuple[int, ...] = ()
+            if c.stdin or c.tty:  # its relay holds the stdin/pty and copies the output to the log (kubectl attach)
+                fds = await self.runtime.start_relay(pod, record, log_path, c.tty, c.stdin_once)
+            try:
+                pid, start = await self.runtime.start_process(
+                    pod, sandbox, record, argv, env, cwd, c.run_as_user, c.run_as_group, log_path, rootfs=rootfs,
+                    stdio_fds=fds, tty=c.tty,
+                )
+            finally:
+                for fd in fds:
+                    os.close(fd)
         except ContainerStartError as e:
             if e.reason == "CreateContainerConfigError":  # runAsNonRoot and the image's user: nothing was started
                 rec.instances = instance

@@ -89,6 +89,10 @@ class Container:
     # resources after the API server's defaulting (requests default to limits), quantities as written
     requests: tuple[tuple[str, str], ...] = ()
     limits: tuple[tuple[str, str], ...] = ()
+    # stdin/terminal (held by the container's relay, nsexec/relay.py; kubectl attach and run -it)
+    stdin: bool = False
+    stdin_once: bool = False
+    tty: bool = False
 
     def probe(self, kind: ProbeKind) -> Probe | None:
         if kind is ProbeKind.LIVENESS:

@@ -135,10 +135,14 @@ class LinuxRuntime:
         gid: int | None,
         log_path: Path,
         rootfs: dict[str, Any] | None = None,
+        stdio_fds: tuple[int, ...] = (),
+        tty: bool = False,
     ) -> tuple[int, int]:
         """Start a container's main process; returns (host pid, start time). Raises ContainerStartError.
 
-        ``rootfs`` (pod/rootfs.py) runs it on its image's root filesystem; without it, on the node's."""
+        ``rootfs`` (pod/rootfs.py) runs it on its image's root filesystem; without it, on the node's.
+        ``stdio_fds`` (from ``start_relay``: the pty slave with ``tty``, else stdin, stdout, stderr) replace
+        /dev/null and the log file; the caller still owns and closes them."""
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with contextlib.suppress(FileNotFoundError):
             (self.pod_dir(pod.uid) / "exits" / record).unlink()
@@ -151,8 +155,11 @@ class LinuxRuntime:
             placement = {"cgroup_procs": where.procs_files, "oom_score_adj": where.oom_score_adj}
         if rootfs is not None:
             placement["rootfs"] = rootfs
+        if stdio_fds and tty:
+            placement["tty"] = True
         reply = await self.zygote.request(
             "spawn",
+            fds=stdio_fds,
             pause_pid=sandbox.pid,
             pause_start=sandbox.start,
             pod_dir=str(self.pod_dir(pod.uid)),
@@ -166,6 +173,20 @@ class LinuxRuntime:
             **placement,
         )
         return int(reply["pid"]), int(reply["start"])
+
+    def attach_socket(self, uid: str, record: str) -> Path:
+        """The relay's socket of container instance ``record`` (``<name>.<instance>``)."""
+        return self.pod_dir(uid) / "attach" / f"{record}.sock"
+
+    async def start_relay(self, pod: Pod, record: str, log_path: Path, tty: bool, stdin_once: bool
+                          ) -> tuple[int, ...]:
+        """Start the stdin/terminal relay of a container instance (nsexec/relay.py) before the container; returns
+        the container's side (the pty slave, or stdin, stdout, stderr) for ``start_process(stdio_fds=...)``: the
+        caller closes them after the spawn. Raises ContainerStartError."""
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        reply = await self.zygote.request("relay", socket_path=str(self.attach_socket(pod.uid, record)),
+                                          log_path=str(log_path), tty=tty, stdin_once=stdin_once)
+        return tuple(reply.get("fds", ()))
 
     async def exec_process(
         self, uid: str, target_pid: int, target_start: int, record: str, argv: list[str], env: dict[str, str],
