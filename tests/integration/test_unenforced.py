@@ -40,9 +40,6 @@ def test_kubectl_create_prints_a_warning_per_field(kubectl: Kubectl, daemon: Dae
     warnings = sorted(line for line in r.stderr.splitlines() if line.startswith("Warning: "))
     assert warnings == sorted(f"Warning: {field} {NOTE}: {why}" for field, why in (
         ("spec.tolerations", "there are no taints on this node to tolerate"),
-        ("spec.containers[0].stdin", "containers get no stdin yet (kubectl attach and run -it are not supported); "
-                                     "use kubectl exec -it"),
-        ("spec.containers[0].tty", "containers get no terminal yet; use kubectl exec -it POD -- sh"),
         ("spec.containers[0].securityContext.allowPrivilegeEscalation", "no_new_privs is not set yet"),
         ("spec.containers[0].securityContext.capabilities", "capabilities are not added or dropped yet"),
     )), r.stderr
@@ -51,15 +48,18 @@ def test_kubectl_create_prints_a_warning_per_field(kubectl: Kubectl, daemon: Dae
         "get", "events", "--field-selector", "involvedObject.name=warned,reason=FieldNotEnforced", "-o", "json"
     )
     messages = sorted(e["message"] for e in json.loads(events)["items"])
-    assert len(messages) == 5 and all(NOTE in m for m in messages), messages
-    assert "Warning: spec.containers[0].stdin" in kubectl.run("label", "pod", "warned", "a=b").stderr
+    assert len(messages) == 3 and all(NOTE in m for m in messages), messages  # stdin and tty are enforced now
+    assert "Warning: spec.containers[0].capabilities" not in r.stderr
+    assert "Warning: spec.containers[0].securityContext.capabilities" in kubectl.run("label", "pod", "warned",
+                                                                                   "a=b").stderr
 
 
 def test_manifest_file_pod_gets_events(kubectl: Kubectl, daemon: DaemonHarness) -> None:
     daemon.write("filepod.json", pod_yaml("filepod", [container("c")]))
     daemon.wait_running("filepod")
     out = kubectl("describe", "pod", "filepod")
-    assert "FieldNotEnforced" in out and "spec.containers[0].tty " + NOTE in out, out
+    assert "FieldNotEnforced" in out and "spec.containers[0].securityContext.capabilities " + NOTE in out, out
+    assert "spec.containers[0].tty " + NOTE not in out, out
 
 
 def test_plain_pod_gets_no_warning(kubectl: Kubectl, daemon: DaemonHarness) -> None:
