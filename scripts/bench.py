@@ -25,11 +25,9 @@ import argparse
 import json
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,38 +35,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from minikubelet.network.bridge import veth_name_for  # noqa: E402
+from scripts.benchstats import poll, pss_kib, report  # noqa: E402
 from tests.harness import BUSYBOX, BenchDaemon, alive, http_get, pod_yaml  # noqa: E402
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
-
-
-def report(name: str, values: list[float], unit: str, target: str = "") -> dict[str, float]:
-    med, p95 = statistics.median(values), pct(values, 0.95)
-    print(f"{name:<44} median {med:8.2f} {unit}   p95 {p95:8.2f} {unit}   n={len(values)}   {target}")
-    return {"median": med, "p95": p95}
-
-
-def poll(check: Callable[[], Any], timeout: float, interval: float = 0.0005) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            result = check()
-            if result:
-                return result
-        except OSError:
-            pass
-        time.sleep(interval)
-    raise TimeoutError("benchmark step timed out")
-
-
-def pss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-        if line.startswith("Pss:"):
-            return int(line.split()[1])
-    return 0
 
 
 def httpd_pod(name: str, www: Path, resources: dict[str, Any] | None = None) -> str:

@@ -16,18 +16,18 @@ import contextlib
 import json
 import os
 import shutil
-import statistics
 import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from scripts.benchstats import poll, pss_kib, report  # noqa: E402
 from tests.harness import DaemonHarness  # noqa: E402
 from tests.testimages import INDEX_HTML, image_daemon, image_pod, serving_registry  # noqa: E402
 
@@ -35,28 +35,10 @@ _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 IMAGE = "busybox:1.36"
 
 
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
 
 
-def report(name: str, values: list[float], unit: str, target: str = "") -> dict[str, float]:
-    med, p95 = statistics.median(values), pct(values, 0.95)
-    print(f"{name:<44} median {med:8.2f} {unit}   p95 {p95:8.2f} {unit}   n={len(values)}   {target}")
-    return {"median": med, "p95": p95}
 
 
-def poll(check: Callable[[], Any], timeout: float, interval: float = 0.0005) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            result = check()
-            if result:
-                return result
-        except OSError:
-            pass
-        time.sleep(interval)
-    raise TimeoutError("benchmark step timed out")
 
 
 def httpd(name: str) -> str:
@@ -84,11 +66,6 @@ def du(path: Path) -> int:
     return total
 
 
-def pss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-        if line.startswith("Pss:"):
-            return int(line.split()[1])
-    return 0
 
 
 @contextlib.contextmanager

@@ -13,7 +13,6 @@ from __future__ import annotations
 import importlib
 import json
 import os
-import statistics
 import subprocess
 import sys
 import time
@@ -24,20 +23,14 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from scripts.benchstats import report  # noqa: E402
 from tests.harness import BUSYBOX, BenchDaemon  # noqa: E402
 
 NODE_FS = {"minikubelet.io/node-filesystem": "true"}
 
 
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
 
 
-def report(name: str, values: list[float], unit: str, target: str = "") -> dict[str, float]:
-    med, p95 = statistics.median(values), pct(values, 0.95)
-    print(f"{name:<44} median {med:8.2f} {unit}   p95 {p95:8.2f} {unit}   n={len(values)}   {target}")
-    return {"median": med, "p95": p95}
 
 
 def sleep_pod(name: str) -> str:

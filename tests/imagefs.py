@@ -131,35 +131,33 @@ def busybox_root() -> list[Layer]:
         return [_tar_dir(root, out)]
 
 
-def nginx_root() -> list[Layer]:
-    """One layer: Debian bookworm with nginx-light (mmdebstrap from the machine's apt sources), no /dev nodes.
-
-    Keyed by mmdebstrap's and nginx-light's candidate versions. About 20 s cold, 116 MB.
-    """
+def debian_root(package: str, name: str = "") -> Layer:
+    """One layer: Debian bookworm with ``package`` (mmdebstrap ``--variant=essential`` from the machine's apt
+    sources, docs excluded, no /dev nodes), cached in CACHE keyed by mmdebstrap's and the package's candidate
+    versions (about 20-75 s cold)."""
     mm = subprocess.run(["mmdebstrap", "--version"], capture_output=True, text=True, check=True).stdout.strip()
-    policy = subprocess.run(["apt-cache", "policy", "nginx-light"], capture_output=True, text=True).stdout
+    policy = subprocess.run(["apt-cache", "policy", package], capture_output=True, text=True).stdout
     cand = next((line.split()[-1] for line in policy.splitlines() if "Candidate:" in line), "unknown")
-    key = hashlib.sha256(f"{mm} {cand}".encode()).hexdigest()[:16]
-    out = CACHE / f"nginx-bookworm-{key}.tar"
+    key = hashlib.sha256(f"{mm} {package} {cand}".encode()).hexdigest()[:16]
+    out = CACHE / f"{name or package}-bookworm-{key}.tar"
     if out.exists():
-        return [Layer.of(out)]
+        return Layer.of(out)
     CACHE.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".part.tar")
+    tmp = out.with_suffix(f".part{os.getpid()}.tar")
     excludes = [f"--dpkgopt=path-exclude=/usr/share/{d}/*" for d in ("doc", "man", "locale", "info")]
-    subprocess.run(
-        [
-            "mmdebstrap",
-            "--quiet",
-            "--variant=essential",
-            "--include=nginx-light",
-            "--format=tar",
-            "--skip=output/dev",
-            *excludes,
-            "bookworm",
-            str(tmp),
-        ],
-        check=True,
-        stdin=subprocess.DEVNULL,
-    )
-    os.replace(tmp, out)
-    return [Layer.of(out)]
+    try:
+        subprocess.run(
+            ["mmdebstrap", "--quiet", "--variant=essential", f"--include={package}", "--format=tar",
+             "--skip=output/dev", *excludes, "bookworm", str(tmp)],
+            check=True,
+            stdin=subprocess.DEVNULL,
+        )
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return Layer.of(out)
+
+
+def nginx_root() -> list[Layer]:
+    """One layer: Debian bookworm with nginx-light, 116 MB (debian_root)."""
+    return [debian_root("nginx-light", "nginx")]

@@ -166,6 +166,25 @@ def _config(root: Path, port: int, htpasswd: Path | None, token: TokenServer | N
     )
 
 
+def serve(reg: LocalRegistry, append: bool = False, timeout: float = 10) -> None:
+    """Start ``reg``'s docker-registry on its config.yml (storage and port kept) and wait until ``/v2/`` answers."""
+    log = open(reg.root / "registry.log", "ab" if append else "wb")  # noqa: SIM115 - the child holds it
+    reg.proc = subprocess.Popen([REGISTRY_BIN, "serve", str(reg.root / "config.yml")], stdout=log, stderr=log)
+    log.close()
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            urllib.request.urlopen(f"{reg.url}/v2/", timeout=1).close()
+            return
+        except urllib.error.HTTPError:
+            return  # 401: up, and asking for credentials
+        except OSError:
+            if reg.proc.poll() is not None or time.monotonic() > deadline:
+                log_text = (reg.root / "registry.log").read_text()
+                raise RuntimeError(f"docker-registry did not start: {log_text}") from None
+            time.sleep(0.05)
+
+
 @contextlib.contextmanager
 def running_registry(
     mode: str = "anonymous", username: str = "tester", password: str = "s3cret"
@@ -190,28 +209,13 @@ def running_registry(
         password=password if mode != "anonymous" else "",
         token=token,
     )
-    log = open(root / "registry.log", "wb")  # noqa: SIM115 - closed below
-    reg.proc = subprocess.Popen([REGISTRY_BIN, "serve", str(root / "config.yml")], stdout=log, stderr=log)
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                urllib.request.urlopen(f"{reg.url}/v2/", timeout=1).close()
-                break
-            except urllib.error.HTTPError:
-                break  # 401: up, and asking for credentials
-            except OSError:
-                if reg.proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(
-                        f"docker-registry did not start: {(root / 'registry.log').read_text()}"
-                    ) from None
-                time.sleep(0.05)
+        serve(reg)
         yield reg
     finally:
         reg.stop()
         if token is not None:
             token.stop()
-        log.close()
         shutil.rmtree(root, ignore_errors=True)
 
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import gzip
-import hashlib
 import io
 import json
 import os
@@ -42,7 +41,7 @@ import pytest
 from tests import imagefs
 from tests.harness import DaemonHarness, running_daemon
 from tests.oci import OCI_CONFIG, OCI_INDEX, OCI_MANIFEST, Blob, Image, Pusher, sha256
-from tests.registry import REGISTRY_BIN, LocalRegistry, running_registry
+from tests.registry import LocalRegistry, running_registry, serve
 
 BUSYBOX = "/bin/busybox"
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -118,41 +117,6 @@ def nginx_layer() -> LayerBlob:
     return zstd_layer(imagefs.nginx_root()[0])
 
 
-def debian_root(package: str) -> imagefs.Layer:
-    """Debian bookworm with ``package`` (mmdebstrap ``--variant=essential``, docs excluded, no /dev nodes), one tar
-    cached in tests/imagefs.py's cache keyed by the mmdebstrap and package candidate versions (~25-75 s cold)."""
-    mm = subprocess.run(["mmdebstrap", "--version"], capture_output=True, text=True, check=True).stdout.strip()
-    policy = subprocess.run(["apt-cache", "policy", package], capture_output=True, text=True).stdout
-    cand = next((line.split()[-1] for line in policy.splitlines() if "Candidate:" in line), "unknown")
-    key = hashlib.sha256(f"{mm} {package} {cand}".encode()).hexdigest()[:16]
-    out = imagefs.CACHE / f"{package}-bookworm-{key}.tar"
-    if out.exists():
-        return imagefs.Layer.of(out)
-    imagefs.CACHE.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(f".part{os.getpid()}.tar")
-    excludes = [f"--dpkgopt=path-exclude=/usr/share/{d}/*" for d in ("doc", "man", "locale", "info")]
-    try:
-        subprocess.run(
-            [
-                "mmdebstrap",
-                "--quiet",
-                "--variant=essential",
-                f"--include={package}",
-                "--format=tar",
-                "--skip=output/dev",
-                *excludes,
-                "bookworm",
-                str(tmp),
-            ],
-            check=True,
-            stdin=subprocess.DEVNULL,
-        )
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return imagefs.Layer.of(out)
-
-
 def zstd_layer(layer: imagefs.Layer) -> LayerBlob:
     """``layer`` as a zstd blob, cached beside it by its diff_id."""
     out = imagefs.CACHE / f"layer-{layer.diff_id[7:23]}.tar.zst"
@@ -165,7 +129,7 @@ def zstd_layer(layer: imagefs.Layer) -> LayerBlob:
 
 @functools.cache
 def redis_layer() -> LayerBlob:
-    return zstd_layer(debian_root("redis-server"))
+    return zstd_layer(imagefs.debian_root("redis-server"))
 
 
 # ----- images ------------------------------------------------------------------------------------------------
@@ -322,22 +286,7 @@ def image_registry() -> Iterator[ImageRegistry]:
 def restart_registry(reg: LocalRegistry) -> None:
     """Start a stopped ``reg`` again on the same port and storage (its config.yml), and wait until it answers."""
     assert reg.proc is None or reg.proc.poll() is not None, "registry still running"
-    log = open(reg.root / "registry.log", "ab")  # noqa: SIM115 - the child holds it
-    reg.proc = subprocess.Popen([REGISTRY_BIN, "serve", str(reg.root / "config.yml")], stdout=log, stderr=log)
-    log.close()
-    deadline = time.monotonic() + 15
-    while True:
-        try:
-            urllib.request.urlopen(f"{reg.url}/v2/", timeout=1).close()
-            return
-        except urllib.error.HTTPError:
-            return
-        except OSError:
-            if reg.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"docker-registry did not restart: {(reg.root / 'registry.log').read_text()}"
-                ) from None
-            time.sleep(0.05)
+    serve(reg, append=True, timeout=15)
 
 
 def image_pod(name: str, containers: list[dict[str, Any]], **spec: Any) -> str:
