@@ -96,7 +96,7 @@ def _node(sampler: UsageSampler, node_name: str, data_dir: Path, images: Any, wi
     stamp = rfc3339(time.time())
     cpu_seconds = node_cpu_seconds()
     cores, _ = sampler.rate(NODE_KEY, cpu_seconds, boot_at())
-    mem = _keyed_kib(Path("/proc/meminfo"))
+    mem = _keyed(Path("/proc/meminfo"), ":")
     vm = _keyed(Path("/proc/vmstat"))
     total = mem.get("MemTotal", 0)
     usage = total - mem.get("MemFree", 0)
@@ -216,26 +216,19 @@ def _network(pid: int, start: int, stamp: str | None) -> dict[str, Any] | None:
     return out
 
 
-def _keyed(path: Path) -> dict[str, int]:
+def _keyed(path: Path, sep: str = " ") -> dict[str, int]:
+    """``KEY VALUE`` lines (/proc/vmstat), or with ``sep=":"`` /proc/meminfo's ``KEY:  VALUE kB``, in bytes."""
     out: dict[str, int] = {}
     try:
         text = path.read_text()
     except OSError:
         return out
     for line in text.splitlines():
-        key, _, value = line.partition(" ")
-        if value.strip().isdigit():
-            out[key] = int(value)
+        key, _, rest = line.partition(sep)
+        parts = rest.split()
+        if parts and parts[0].isdigit():
+            out[key] = int(parts[0]) * (1024 if parts[1:] == ["kB"] else 1)
     return out
-
-
-def _keyed_kib(path: Path) -> dict[str, int]:
-    """/proc/meminfo in bytes ("MemTotal:  16323140 kB")."""
-    out: dict[str, int] = {}
-    try:
-        text = path.read_text()
-    except OSError:
-        return out
     for line in text.splitlines():
         key, _, rest = line.partition(":")
         parts = rest.split()
